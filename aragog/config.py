@@ -1,0 +1,191 @@
+"""Gateway configuration: YAML parsed into strict pydantic models.
+
+Every error names the path of the offending value (``fleet.models[1].engines[0].url: ...``)
+so an operator can fix a file without reading code. Secrets may be written as ``${VAR}`` and
+are read from the environment at load time, never stored in the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+_ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class ConfigError(ValueError):
+    """A configuration problem; ``problems`` holds one ``path: message`` line each."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(f"{source}:\n  " + "\n  ".join(problems))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EngineConfig(_Strict):
+    """One vLLM replica serving a model."""
+
+    url: str
+    served_model_name: str | None = None
+    api_key: SecretStr | None = None
+    name: str | None = Field(default=None, description="engine id; default MODEL@host:port")
+
+    @field_validator("url")
+    @classmethod
+    def _url_has_scheme(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https://, got {v!r}")
+        return v.rstrip("/")
+
+    @field_validator("api_key", mode="before")
+    @classmethod
+    def _expand_env(cls, v: object) -> object:
+        if isinstance(v, str) and (m := _ENV_REF.match(v)):
+            if m.group(1) not in os.environ:
+                raise ValueError(f"environment variable {m.group(1)} is not set")
+            return os.environ[m.group(1)]
+        return v
+
+
+class ModelConfig(_Strict):
+    """A model of the fleet. ``cost`` orders models: higher means larger and slower."""
+
+    name: str
+    cost: float = Field(gt=0, description="relative cost per call, e.g. parameters in billions")
+    engines: list[EngineConfig] = Field(min_length=1)
+
+
+class FleetConfig(_Strict):
+    models: list[ModelConfig] = Field(min_length=1)
+
+
+class MetricNames(_Strict):
+    """vLLM metric names, first present wins; kept here so engine upgrades need no code."""
+
+    running: list[str] = ["vllm:num_requests_running"]
+    waiting: list[str] = ["vllm:num_requests_waiting"]
+    kv_usage: list[str] = ["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usage_perc"]
+    preemptions: list[str] = ["vllm:num_preemptions_total", "vllm:num_preemptions"]
+    prompt_tokens: list[str] = ["vllm:prompt_tokens_total", "vllm:prompt_tokens"]
+    generation_tokens: list[str] = ["vllm:generation_tokens_total", "vllm:generation_tokens"]
+    prefix_cache_hits: list[str] = ["vllm:prefix_cache_hits_total", "vllm:prefix_cache_hits"]
+    prefix_cache_queries: list[str] = [
+        "vllm:prefix_cache_queries_total",
+        "vllm:prefix_cache_queries",
+    ]
+    request_success: list[str] = ["vllm:request_success_total", "vllm:request_success"]
+    cache_config_info: str = "vllm:cache_config_info"
+
+
+class PollerConfig(_Strict):
+    interval_s: float = Field(default=0.1, gt=0)
+    timeout_s: float = Field(default=0.5, gt=0)
+    stale_after_s: float = Field(default=2.0, gt=0)
+
+
+class UpstreamConfig(_Strict):
+    connect_timeout_s: float = Field(default=2.0, gt=0)
+    read_timeout_s: float = Field(default=300.0, gt=0)
+    max_connections_per_engine: int = Field(default=256, ge=1)
+
+
+class StateConfig(_Strict):
+    ttl_s: float = Field(default=600.0, gt=0)
+    max_requests: int = Field(default=100_000, ge=1)
+
+
+class LimitsConfig(_Strict):
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+
+class WorkflowPolicyConfig(_Strict):
+    # Only the honest baseline exists until the scheduler lands; the literal grows with it.
+    policy: Literal["largest"] = "largest"
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+
+
+class GatewayConfig(_Strict):
+    server: ServerConfig = ServerConfig()
+    fleet: FleetConfig
+    poller: PollerConfig = PollerConfig()
+    metric_names: MetricNames = MetricNames()
+    upstream: UpstreamConfig = UpstreamConfig()
+    state: StateConfig = StateConfig()
+    limits: LimitsConfig = LimitsConfig()
+    workflows_dir: str | None = Field(
+        default=None, description="folder of workflow YAML specs, relative to this file"
+    )
+    workflows: dict[str, WorkflowPolicyConfig] = {}
+
+
+def format_validation_error(err: ValidationError) -> list[str]:
+    """Turn pydantic's error list into ``a.b[2].c: message`` lines."""
+    lines = []
+    for e in err.errors():
+        path = ""
+        for part in e["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field"
+        lines.append(f"{path or '<root>'}: {msg}")
+    return lines
+
+
+def parse_config(data: Any, source: str = "<config>") -> GatewayConfig:
+    try:
+        cfg = GatewayConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(source, format_validation_error(err)) from None
+    problems = _cross_check(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    return cfg
+
+
+def _cross_check(cfg: GatewayConfig) -> list[str]:
+    problems: list[str] = []
+    seen_models: set[str] = set()
+    seen_engines: set[str] = set()
+    for i, m in enumerate(cfg.fleet.models):
+        if m.name in seen_models:
+            problems.append(f"fleet.models[{i}].name: duplicate model {m.name!r}")
+        seen_models.add(m.name)
+        for j, e in enumerate(m.engines):
+            eid = engine_id(m.name, e)
+            if eid in seen_engines:
+                problems.append(f"fleet.models[{i}].engines[{j}]: duplicate engine {eid!r}")
+            seen_engines.add(eid)
+    if cfg.poller.timeout_s >= cfg.poller.stale_after_s:
+        problems.append("poller.timeout_s: must be below poller.stale_after_s")
+    return problems
+
+
+def engine_id(model: str, engine: EngineConfig) -> str:
+    return engine.name or f"{model}@{engine.url.split('://', 1)[1]}"
+
+
+def load_config(path: str | Path) -> GatewayConfig:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text())
+    except OSError as err:
+        raise ConfigError(str(p), [f"<file>: cannot read ({err.strerror})"]) from None
+    except yaml.YAMLError as err:
+        raise ConfigError(str(p), [f"<file>: invalid YAML ({err})"]) from None
+    cfg = parse_config(data, str(p))
+    if cfg.workflows_dir is not None and not Path(cfg.workflows_dir).is_absolute():
+        cfg = cfg.model_copy(update={"workflows_dir": str(p.parent / cfg.workflows_dir)})
+    return cfg
