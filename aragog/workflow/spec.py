@@ -102,7 +102,9 @@ def _has_cycle(nodes: tuple[str, ...], edges: list[tuple[str, str]]) -> bool:
     return seen != len(nodes)
 
 
-def load_workflows(folder: str | Path, fleet_models: Mapping[str, float]) -> dict[str, WorkflowSpec]:
+def load_workflows(
+    folder: str | Path, fleet_models: Mapping[str, float]
+) -> dict[str, WorkflowSpec]:
     """Load and validate every ``*.yaml`` in ``folder``; raise one error listing all problems."""
     specs: dict[str, WorkflowSpec] = {}
     problems: list[str] = []

@@ -1,0 +1,5 @@
+import sys
+
+from aragog.cli import main
+
+sys.exit(main())

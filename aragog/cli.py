@@ -1,0 +1,77 @@
+"""``aragog`` command line: ``aragog serve --config FILE``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from aragog.config import ConfigError, GatewayConfig, load_config
+from aragog.workflow.spec import WorkflowSpec, load_workflows
+
+
+def load_all(path: str) -> tuple[GatewayConfig, dict[str, WorkflowSpec]]:
+    """Config plus its workflows, cross-checked: raises ConfigError naming every problem."""
+    cfg = load_config(path)
+    cost = {m.name: m.cost for m in cfg.fleet.models}
+    workflows = load_workflows(cfg.workflows_dir, cost) if cfg.workflows_dir else {}
+    unknown = [
+        f"workflows[{name}]: no spec named {name!r} in {cfg.workflows_dir}"
+        for name in cfg.workflows
+        if name not in workflows
+    ]
+    if unknown:
+        raise ConfigError(path, unknown)
+    return cfg, workflows
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from aragog.api.app import create_app
+
+    cfg, workflows = load_all(args.config)
+    app = create_app(cfg, workflows)
+    uvicorn.run(
+        app,
+        host=args.host or cfg.server.host,
+        port=args.port if args.port is not None else cfg.server.port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        log_level=args.log_level,
+        access_log=False,  # per-call logging costs more than the gateway itself
+    )
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    cfg, workflows = load_all(args.config)
+    engines = sum(len(m.engines) for m in cfg.fleet.models)
+    print(f"ok: {len(cfg.fleet.models)} models, {engines} engines, {len(workflows)} workflows")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="aragog", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--config", required=True, help="gateway YAML config")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_serve)
+    check = sub.add_parser("check", help="validate a config and its workflows, then exit")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        rc: int = args.func(args)
+    except ConfigError as err:
+        print(f"configuration error in {err}", file=sys.stderr)
+        return 2
+    return rc

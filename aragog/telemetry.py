@@ -1,0 +1,108 @@
+"""The gateway's own Prometheus metrics (``aragog_*``), in a registry owned by one app."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import generate_latest
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+_OVERHEAD_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.1)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "aragog_requests",
+            "Calls answered, by workflow/stage ('' for plain calls), model and HTTP status",
+            ["workflow", "stage", "model", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "aragog_request_latency_seconds",
+            "End-to-end latency of a call through the gateway",
+            ["workflow", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "aragog_time_to_first_token_seconds",
+            "Time to the first streamed event",
+            ["workflow", "model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter(
+            "aragog_tokens", "Tokens reported by engines' usage", ["model", "kind"], registry=r
+        )
+        self.overhead = Histogram(
+            "aragog_gateway_overhead_seconds",
+            "Time from a call's arrival to its upstream send, scheduler queueing excluded",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "aragog_schedule_wait_seconds",
+            "Time a workflow call waited for its policy",
+            ["workflow"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inflight = Gauge(
+            "aragog_engine_inflight",
+            "Calls the gateway has in flight per engine",
+            ["engine", "model"],
+            registry=r,
+        )
+        self.engine_running = Gauge(
+            "aragog_engine_running", "Requests running, as scraped", ["engine", "model"], registry=r
+        )
+        self.engine_waiting = Gauge(
+            "aragog_engine_waiting", "Requests waiting, as scraped", ["engine", "model"], registry=r
+        )
+        self.engine_kv = Gauge(
+            "aragog_engine_kv_usage",
+            "KV-cache usage 0-1, as scraped",
+            ["engine", "model"],
+            registry=r,
+        )
+        self.engine_healthy = Gauge(
+            "aragog_engine_healthy",
+            "1 while the engine's last good scrape is fresh",
+            ["engine", "model"],
+            registry=r,
+        )
+        self.scrape_errors = Counter(
+            "aragog_scrape_errors", "Failed /metrics scrapes", ["engine"], registry=r
+        )
+        self.snapshot_age = Gauge(
+            "aragog_fleet_snapshot_age_seconds",
+            "Age of the fleet snapshot at collection",
+            registry=r,
+        )
+        self.request_states = Gauge(
+            "aragog_request_states", "Workflow requests held in the state store", registry=r
+        )
+
+    def bind_gauges(self, snapshot_age: Callable[[], float], states: Callable[[], int]) -> None:
+        """Gauges computed when scraped rather than kept up to date on the hot path."""
+        self.snapshot_age.set_function(snapshot_age)
+        self.request_states.set_function(lambda: float(states()))
+
+    def observe_fleet(
+        self, engines: Mapping[str, tuple[str, bool, float, float, float]], failed: list[str]
+    ) -> None:
+        """Engine gauges from a snapshot: id -> (model, healthy, running, waiting, kv)."""
+        for eid, (model, healthy, running, waiting, kv) in engines.items():
+            self.engine_healthy.labels(eid, model).set(1.0 if healthy else 0.0)
+            self.engine_running.labels(eid, model).set(running)
+            self.engine_waiting.labels(eid, model).set(waiting)
+            self.engine_kv.labels(eid, model).set(kv)
+        for eid in failed:
+            self.scrape_errors.labels(eid).inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
