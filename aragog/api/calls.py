@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -24,6 +24,8 @@ from aragog.fleet.snapshot import EngineRef
 from aragog.proxy import UpstreamError, Usage, relay_sse, send, usage_from
 from aragog.scheduler.base import Dispatch, NoCapacity, StageCall
 from aragog.state import RequestState
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,10 +171,51 @@ class RelayResponse(StreamingResponse):
                 await self._relay.aclose()
 
 
+class ClientGone(Exception):
+    """The client disconnected before its answer was ready."""
+
+
+async def until_disconnect(request: Request, work: Awaitable[T]) -> T:
+    """Await ``work`` unless the client disconnects first (then raise ClientGone).
+
+    The body has been read, so the next ASGI message can only be the disconnect; cancelling
+    ``work`` there stops a queued call or closes the upstream request, freeing the engine.
+    """
+    done: list[T] = []
+    failed: list[Exception] = []
+    async with anyio.create_task_group() as tg:
+
+        async def run() -> None:
+            try:
+                done.append(await work)
+            except Exception as err:  # raised below as itself, not in an ExceptionGroup
+                failed.append(err)
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(run)
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        tg.cancel_scope.cancel()
+    if failed:
+        raise failed[0]
+    if not done:
+        raise ClientGone
+    return done[0]
+
+
 async def handle(gw: Gateway, request: Request, ep: Endpoint) -> Response:
     started = time.perf_counter()
     body = parse_body(await read_body(request, gw.cfg.limits.max_body_bytes), ep)
     tags = extract_tags(request.headers, body)
+    try:
+        return await until_disconnect(request, _serve(gw, ep, body, tags, started))
+    except ClientGone:
+        return Response(status_code=499)  # nobody is listening; keeps the access log honest
+
+
+async def _serve(
+    gw: Gateway, ep: Endpoint, body: dict[str, Any], tags: Tags, started: float
+) -> Response:
     placed = await place(gw, body, tags)
     body["model"] = placed.engine.served_model_name
     stream = bool(body.get("stream"))
@@ -196,18 +239,18 @@ async def handle(gw: Gateway, request: Request, ep: Endpoint) -> Response:
         code = "upstream_timeout" if err.timeout else "upstream_unavailable"
         raise ApiError(504 if err.timeout else 502, str(err), code, "upstream_error") from None
     except BaseException:
-        await call.finish(499)
+        await call.finish_shielded(499)
         raise
-    headers = call.headers()
     if not stream or upstream.status_code != 200:
-        return await _whole(call, upstream, headers)
-    return RelayResponse(_relay(call, upstream, strip_usage), headers)
+        return await _whole(call, upstream)
+    return RelayResponse(_relay(call, upstream, strip_usage), call.headers())
 
 
-async def _whole(call: CallRecord, upstream: httpx.Response, headers: dict[str, str]) -> Response:
+async def _whole(call: CallRecord, upstream: httpx.Response) -> Response:
     try:
         content = await upstream.aread()
     except httpx.HTTPError as err:
+        await upstream.aclose()
         await call.finish(502)
         raise ApiError(
             502,
@@ -215,14 +258,19 @@ async def _whole(call: CallRecord, upstream: httpx.Response, headers: dict[str, 
             "upstream_unavailable",
             "upstream_error",
         ) from None
-    finally:
-        await upstream.aclose()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await upstream.aclose()
+        await call.finish_shielded(499)
+        raise
     if upstream.status_code == 200:
         with contextlib.suppress(orjson.JSONDecodeError):
             call.usage = usage_from(orjson.loads(content))
     await call.finish(upstream.status_code)
     media = upstream.headers.get("content-type", "application/json")
-    return Response(content, status_code=upstream.status_code, media_type=media, headers=headers)
+    return Response(
+        content, status_code=upstream.status_code, media_type=media, headers=call.headers()
+    )
 
 
 _MID_STREAM_ERROR = orjson.dumps(
@@ -252,7 +300,7 @@ async def _relay(
         # would be cancelled too and the engine's slot would leak.
         with anyio.CancelScope(shield=True):
             await upstream.aclose()
-            await call.finish(status)
+        await call.finish_shielded(status)
 
 
 class CallRecord:
@@ -284,6 +332,12 @@ class CallRecord:
         self.gw.metrics.ttft.labels(wf, self.placed.model).observe(
             time.perf_counter() - self.started
         )
+
+    async def finish_shielded(self, status: int) -> None:
+        """``finish`` from a cancelled task: anyio cancellation is level-triggered, so
+        unshielded awaits would be cancelled too and the engine's slot would leak."""
+        with anyio.CancelScope(shield=True):
+            await self.finish(status)
 
     async def finish(self, status: int) -> None:
         if self._finished:

@@ -1,0 +1,25 @@
+# The two commands of the README: `make demo` and `make test`. Both set up everything.
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint unit bench-overhead
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m aragog.demo
+
+lint:
+	.venv/bin/ruff check aragog tests benchmarks scripts
+	.venv/bin/ruff format --check aragog
+	.venv/bin/mypy aragog
+
+# Unit and integration tiers only: no vLLM engines, seconds.
+unit:
+	$(PY) -m pytest tests --ignore=tests/e2e -q
+
+test: setup lint
+	$(PY) -m pytest -q
+
+bench-overhead: setup
+	$(PY) benchmarks/overhead_vllm.py
