@@ -13,6 +13,8 @@ Local embedders compute inline: they take well under a millisecond, less than a 
 from __future__ import annotations
 
 import asyncio
+import importlib
+import itertools
 import re
 import zlib
 from collections.abc import Sequence
@@ -73,7 +75,7 @@ class HashingEmbedder:
     def _fill(self, text: str, row: Vectors) -> None:
         low = text.lower()
         words = _WORD.findall(low)
-        feats = words + [a + " " + b for a, b in zip(words, words[1:], strict=False)]
+        feats = words + [a + " " + b for a, b in itertools.pairwise(words)]
         feats += [low[i : i + 4] for i in range(0, max(len(low) - 3, 0), 2)]
         mask = self._dim - 1
         counts: dict[int, float] = {}
@@ -97,20 +99,21 @@ class WordLlamaEmbedder:
 
     def __init__(self, config: str = "l2_supercat", dim: int = 256) -> None:
         try:
-            import wordllama
-            from safetensors import safe_open
-            from tokenizers import Tokenizer
-            from wordllama.inference import WordLlamaInference
+            # importlib keeps this optional dependency (and its untyped deps) out of mypy's way
+            wordllama = importlib.import_module("wordllama")
+            safe_open = importlib.import_module("safetensors").safe_open
+            tokenizer_cls = importlib.import_module("tokenizers").Tokenizer
+            inference_cls = importlib.import_module("wordllama.inference").WordLlamaInference
         except ImportError as err:
             raise EmbedderError("wordllama is not installed (pip install wordllama)") from err
-        root = Path(wordllama.__file__).parent
+        root = Path(str(wordllama.__file__)).parent
         weights = root / "weights" / f"{config}_{dim}.safetensors"
         tok = root / "tokenizers" / f"{config}_tokenizer_config.json"
         if not weights.exists() or not tok.exists():
             raise EmbedderError(f"wordllama files for {config}/{dim} are not bundled in {root}")
         with safe_open(str(weights), framework="np", device="cpu") as f:
             table = f.get_tensor("embedding.weight")
-        self._model: Any = WordLlamaInference(table, Tokenizer.from_file(str(tok)), binary=False)
+        self._model: Any = inference_cls(table, tokenizer_cls.from_file(str(tok)), binary=False)
         self._id = f"wordllama-{getattr(wordllama, '__version__', '?')}-{config}-{dim}"
         self._dim = dim
 
@@ -151,6 +154,7 @@ class OpenAIEmbedder:
         self._linger_s = linger_s
         self._pending: list[tuple[str, asyncio.Future[Vectors]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._inflight: set[asyncio.Task[None]] = set()  # strong refs until done
 
     @property
     def id(self) -> str:
@@ -174,7 +178,7 @@ class OpenAIEmbedder:
         if len(self._pending) >= self._max_batch:
             self._flush()
         elif self._flusher is None:
-            self._flusher = asyncio.ensure_future(self._flush_later())
+            self._flusher = asyncio.create_task(self._flush_later())
         rows = await asyncio.gather(*futs)
         return np.stack(rows) if rows else np.zeros((0, self._dim), np.float32)
 
@@ -186,7 +190,9 @@ class OpenAIEmbedder:
     def _flush(self) -> None:
         batch, self._pending = self._pending, []
         if batch:
-            asyncio.ensure_future(self._send(batch))
+            task = asyncio.create_task(self._send(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
 
     async def _send(self, batch: list[tuple[str, asyncio.Future[Vectors]]]) -> None:
         try:
@@ -211,7 +217,8 @@ class OpenAIEmbedder:
         if out.shape != (len(texts), self._dim):
             raise EmbedderError(f"{self._url}: expected {len(texts)}x{self._dim}, got {out.shape}")
         norms = np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-6)
-        return (out / norms).astype(np.float32)
+        result: Vectors = (out / norms).astype(np.float32)
+        return result
 
 
 def make_embedder(spec: str) -> Embedder:

@@ -1,9 +1,8 @@
 """A one-hidden-layer MLP with a softmax head, in numpy: trained offline, served in-process.
 
-The classes it predicts are the workflow's distinct *viability vectors* (which
-configurations keep an input accurate); composing its class probabilities with the 0/1
-class-by-configuration matrix gives one viability probability per configuration from one
-embedding (see ``decision.viable_probability``).
+The classes it predicts are the workflow's distinct per-input correctness vectors over its
+configurations; composing its class probabilities with the class-by-configuration score
+matrix gives one score per configuration from one embedding (``decision.config_scores``).
 """
 
 from __future__ import annotations
@@ -60,18 +59,25 @@ def nll(model: MLP, x: F32, y: I64) -> float:
 
 
 def train_mlp(
-    x: F32, y: I64, x_val: F32, y_val: I64, n_classes: int, params: TrainParams, progress: bool = False
-) -> MLP:
-    """Adam on cross-entropy with weight decay; keeps the epoch with the best validation loss."""
+    x: F32,
+    y: I64,
+    val: tuple[F32, I64] | None,
+    n_classes: int,
+    params: TrainParams,
+    progress: bool = False,
+) -> tuple[MLP, int]:
+    """Adam on cross-entropy with weight decay. With ``val``: keeps the epoch with the best
+    validation loss (early stopping); without: runs ``max_epochs``. Returns (model, epochs)."""
     rng = np.random.default_rng(params.seed)
     prior = np.bincount(y, minlength=n_classes).astype(np.float32) + 1.0
     model = _init(x.shape[1], params.hidden, n_classes, rng, prior / prior.sum())
     theta = [model.w1, model.b1, model.w2, model.b2]
     m = [np.zeros_like(t) for t in theta]
     v = [np.zeros_like(t) for t in theta]
-    best, best_loss, stale, step = model, nll(model, x_val, y_val), 0, 0
+    best, best_epoch, stale, step = model, 0, 0, 0
+    best_loss = nll(model, *val) if val is not None else 0.0
     bar = Progress("train mlp", params.max_epochs, enabled=progress)
-    for _ in range(params.max_epochs):
+    for epoch in range(1, params.max_epochs + 1):
         for idx in np.array_split(rng.permutation(len(y)), max(len(y) // params.batch, 1)):
             step += 1
             grads = _grads(MLP(*theta), x[idx], y[idx])
@@ -83,16 +89,20 @@ def train_mlp(
                 mh = m[i] / (1 - 0.9**step)
                 vh = v[i] / (1 - 0.999**step)
                 theta[i] = (theta[i] - params.lr * mh / (np.sqrt(vh) + 1e-8)).astype(np.float32)
-        loss = nll(MLP(*theta), x_val, y_val)
+        if val is None:
+            best, best_epoch = MLP(*theta), epoch
+            bar.update(1)
+            continue
+        loss = nll(MLP(*theta), *val)
         bar.update(1, f"val nll {loss:.4f}")
         if loss < best_loss - 1e-5:
-            best, best_loss, stale = MLP(*theta), loss, 0
+            best, best_loss, best_epoch, stale = MLP(*theta), loss, epoch, 0
         else:
             stale += 1
             if stale >= params.patience:
                 bar.update(params.max_epochs, "early stop")
                 break
-    return best
+    return best, best_epoch
 
 
 def _grads(model: MLP, x: F32, y: I64) -> list[F32]:

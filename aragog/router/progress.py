@@ -8,7 +8,9 @@ from typing import TextIO
 
 
 class Progress:
-    def __init__(self, label: str, total: int, stream: TextIO | None = None, enabled: bool = True) -> None:
+    def __init__(
+        self, label: str, total: int, stream: TextIO | None = None, enabled: bool = True
+    ) -> None:
         self._label = label
         self._total = max(total, 1)
         self._done = 0

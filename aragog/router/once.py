@@ -1,0 +1,33 @@
+"""Route each request once: the first call of a request starts ``Router.route``; every later
+(or concurrent) call of the same request awaits the same result. Bounded, oldest evicted."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+
+from aragog.router.service import Router, RouteResult
+
+
+class OncePerRequest:
+    def __init__(self, max_requests: int = 100_000) -> None:
+        self._tasks: OrderedDict[tuple[str, str], asyncio.Task[RouteResult]] = OrderedDict()
+        self._max = max_requests
+
+    def start(self, router: Router, request_id: str, text: str) -> asyncio.Task[RouteResult]:
+        """The routing task of this request, created on its first call; not awaited here, so
+        routing overlaps the call's first queueing delay."""
+        key = (router.workflow, request_id)
+        task = self._tasks.get(key)
+        if task is None:
+            task = asyncio.create_task(router.route(text))
+            self._tasks[key] = task
+            while len(self._tasks) > self._max:
+                self._tasks.popitem(last=False)
+        return task
+
+    def forget(self, workflow: str, request_id: str) -> None:
+        self._tasks.pop((workflow, request_id), None)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
