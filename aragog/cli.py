@@ -1,4 +1,4 @@
-"""``aragog`` command line: ``aragog serve --config FILE``."""
+"""``aragog`` command line: ``aragog serve --config FILE``, ``check``, ``calibrate``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,37 @@ def _check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import httpx
+
+    from aragog.scheduler.calibrate import Sweep, calibrate
+    from aragog.scheduler.curves import save_calibration
+
+    sweep = Sweep(
+        url=args.url.rstrip("/"),
+        model=args.model,
+        max_tokens=args.max_tokens,
+        max_concurrency=args.max_concurrency,
+        seconds_per_level=args.seconds,
+        api_key=args.api_key,
+    )
+
+    def show(level: int, rate: float) -> None:
+        print(f"concurrency {level:>4}: {rate:8.2f} calls/s", flush=True)
+
+    async def run() -> None:
+        limits = httpx.Limits(max_connections=args.max_concurrency)
+        async with httpx.AsyncClient(timeout=args.timeout, limits=limits) as client:
+            cal = await calibrate(client, sweep, show)
+        save_calibration(cal, args.out)
+        print(f"saturation {cal.saturation}; wrote {args.out}")
+
+    asyncio.run(run())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aragog", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -63,6 +94,21 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a config and its workflows, then exit")
     check.add_argument("--config", required=True)
     check.set_defaults(func=_check)
+    cal = sub.add_parser(
+        "calibrate",
+        help="measure an engine's throughput-load curve and saturation point",
+        description="Sweeps concurrency against a live engine; reference the output file "
+        "from the config as scheduler.capacity.MODEL.curve_file.",
+    )
+    cal.add_argument("--url", required=True, help="engine base URL, e.g. http://127.0.0.1:8101")
+    cal.add_argument("--model", required=True, help="served model name")
+    cal.add_argument("--out", required=True, help="output file (.json, or .yaml)")
+    cal.add_argument("--max-tokens", type=int, default=16)
+    cal.add_argument("--max-concurrency", type=int, default=64)
+    cal.add_argument("--seconds", type=float, default=3.0, help="measuring time per level")
+    cal.add_argument("--timeout", type=float, default=120.0, help="per-call timeout")
+    cal.add_argument("--api-key")
+    cal.set_defaults(func=_calibrate)
     return parser
 
 

@@ -106,9 +106,43 @@ class LimitsConfig(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
 
+PolicyName = Literal["aragog", "greedy", "per-input", "per-input-load", "per-workflow", "largest"]
+
+
 class WorkflowPolicyConfig(_Strict):
-    # Only the honest baseline exists until the scheduler lands; the literal grows with it.
-    policy: Literal["largest"] = "largest"
+    """How one workflow's calls get their models (``aragog`` is the just-in-time scheduler;
+    the others are the baselines it is measured against)."""
+
+    policy: PolicyName = "largest"
+    beam_width: int = Field(default=4, ge=1, le=64, description="aragog only")
+    configuration: dict[str, str] | None = Field(
+        default=None, description="per-workflow only: stage -> model; default all-largest"
+    )
+
+
+class CapacityConfig(_Strict):
+    """Capacity of a model's replicas (or of one engine, keyed by engine id)."""
+
+    saturation: int | None = Field(
+        default=None, ge=1, description="batch size where throughput stops growing"
+    )
+    curve: list[tuple[float, float]] | None = Field(
+        default=None, description="(concurrent calls, calls/s) points of the throughput-load curve"
+    )
+    curve_file: str | None = Field(default=None, description="output of `aragog calibrate`")
+
+
+class SchedulerConfig(_Strict):
+    max_queue: int = Field(default=4096, ge=1, description="calls held at once; then 429")
+    retry_after_s: float = Field(default=1.0, gt=0)
+    kv_high_watermark: float = Field(default=0.95, gt=0, le=1)
+    load_smoothing: float = Field(
+        default=0.5, gt=0, le=1, description="weight of the newest scrape in other clients' load"
+    )
+    default_saturation: int = Field(default=16, ge=1)
+    capacity: dict[str, CapacityConfig] = Field(
+        default={}, description="keyed by model name or engine id (the engine wins)"
+    )
 
 
 class ServerConfig(_Strict):
@@ -128,6 +162,7 @@ class GatewayConfig(_Strict):
         default=None, description="folder of workflow YAML specs, relative to this file"
     )
     workflows: dict[str, WorkflowPolicyConfig] = {}
+    scheduler: SchedulerConfig = SchedulerConfig()
 
 
 def format_validation_error(err: ValidationError) -> list[str]:
@@ -170,6 +205,11 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             seen_engines.add(eid)
     if cfg.poller.timeout_s >= cfg.poller.stale_after_s:
         problems.append("poller.timeout_s: must be below poller.stale_after_s")
+    for key, cap in cfg.scheduler.capacity.items():
+        if key not in seen_models and key not in seen_engines:
+            problems.append(f"scheduler.capacity[{key}]: no model or engine named {key!r}")
+        if cap.curve is not None and cap.curve_file is not None:
+            problems.append(f"scheduler.capacity[{key}]: give curve or curve_file, not both")
     return problems
 
 
@@ -188,4 +228,14 @@ def load_config(path: str | Path) -> GatewayConfig:
     cfg = parse_config(data, str(p))
     if cfg.workflows_dir is not None and not Path(cfg.workflows_dir).is_absolute():
         cfg = cfg.model_copy(update={"workflows_dir": str(p.parent / cfg.workflows_dir)})
+    # Calibration files, like the workflows folder, are relative to the config file.
+    capacity = {
+        k: c.model_copy(update={"curve_file": str(p.parent / c.curve_file)})
+        if c.curve_file is not None and not Path(c.curve_file).is_absolute()
+        else c
+        for k, c in cfg.scheduler.capacity.items()
+    }
+    if capacity != cfg.scheduler.capacity:
+        sched = cfg.scheduler.model_copy(update={"capacity": capacity})
+        cfg = cfg.model_copy(update={"scheduler": sched})
     return cfg

@@ -9,6 +9,7 @@ from prometheus_client.exposition import generate_latest
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.1)
+_QUEUE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)
 
 
 class Metrics:
@@ -85,6 +86,49 @@ class Metrics:
         )
         self.request_states = Gauge(
             "aragog_request_states", "Workflow requests held in the state store", registry=r
+        )
+        self._scheduler_metrics(r)
+
+    def _scheduler_metrics(self, r: CollectorRegistry) -> None:
+        self.sched_queue = Gauge(
+            "aragog_scheduler_queue_length", "Workflow calls held in the meta-queue", registry=r
+        )
+        self.sched_round_queue = Histogram(
+            "aragog_scheduler_round_queue_calls",
+            "Calls queued when a round ran",
+            buckets=_QUEUE_BUCKETS,
+            registry=r,
+        )
+        self.sched_wait = Histogram(
+            "aragog_scheduler_wait_seconds",
+            "Time a call spent in the meta-queue, on the scheduler's clock",
+            ["workflow", "stage"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.sched_round = Histogram(
+            "aragog_scheduler_round_seconds",
+            "Time to plan one scheduling round",
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.sched_assigned = Counter(
+            "aragog_scheduler_assignments",
+            "Calls the scheduler dispatched, by the model it chose",
+            ["workflow", "stage", "model"],
+            registry=r,
+        )
+        self.sched_skipped = Counter(
+            "aragog_scheduler_skipped",
+            "Calls a round left queued because no allowed model had a free slot",
+            ["workflow"],
+            registry=r,
+        )
+        self.sched_rejected = Counter(
+            "aragog_scheduler_rejected",
+            "Calls refused by the scheduler (queue_full: 429, no_engine: 503)",
+            ["workflow", "reason"],
+            registry=r,
         )
 
     def bind_gauges(self, snapshot_age: Callable[[], float], states: Callable[[], int]) -> None:

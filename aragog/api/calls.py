@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable
@@ -23,6 +24,7 @@ from aragog.fleet.load import least_loaded
 from aragog.fleet.snapshot import EngineRef
 from aragog.proxy import UpstreamError, Usage, relay_sse, send, usage_from
 from aragog.scheduler.base import Dispatch, NoCapacity, StageCall
+from aragog.scheduler.jit import QueueFull
 from aragog.state import RequestState
 
 T = TypeVar("T")
@@ -120,11 +122,20 @@ async def place(gw: Gateway, body: dict[str, Any], tags: Tags) -> Placement:
         dispatch = await policy.acquire(StageCall(spec, stage, state))
     except NoCapacity as err:
         raise unavailable(str(err)) from None
+    except QueueFull as err:
+        retry = str(max(1, math.ceil(err.retry_after_s)))
+        raise ApiError(
+            429, str(err), "queue_full", "rate_limit_error", headers={"Retry-After": retry}
+        ) from None
     waited = time.perf_counter() - waited
     gw.metrics.queue_wait.labels(spec.name).observe(waited)
-    await gw.store.update(
-        spec.name, tags.request_id, lambda s: touch(s).with_choice(stage, dispatch.model)
-    )
+    try:
+        await gw.store.update(
+            spec.name, tags.request_id, lambda s: touch(s).with_choice(stage, dispatch.model)
+        )
+    except BaseException:  # cancelled or store down: the lease must not leak
+        policy.release(dispatch)
+        raise
     return Placement(dispatch.model, dispatch.engine, tags, dispatch, waited)
 
 

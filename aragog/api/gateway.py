@@ -7,13 +7,18 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from aragog.config import GatewayConfig, WorkflowPolicyConfig
+from aragog.config import ConfigError, GatewayConfig, WorkflowPolicyConfig
 from aragog.fleet.load import InFlight
 from aragog.fleet.metrics import EngineMetrics
 from aragog.fleet.poller import FleetPoller
 from aragog.fleet.snapshot import FleetSnapshot, ScrapeFailure, ScrapeResult, engine_refs
 from aragog.scheduler.base import Policy
+from aragog.scheduler.binding import check_static
+from aragog.scheduler.capacity import profiles_for
+from aragog.scheduler.jit import JitScheduler
 from aragog.scheduler.largest import LargestPolicy
+from aragog.scheduler.policies import QueuedPolicy
+from aragog.scheduler.tables import WorkflowTable
 from aragog.state import MemoryStore, RequestStore
 from aragog.telemetry import Metrics
 from aragog.workflow.spec import WorkflowSpec
@@ -41,17 +46,33 @@ class Gateway:
         )
         self.poller = FleetPoller(self.refs, client, cfg.poller, cfg.metric_names, clock)
         self.poller.subscribe(self._observe_fleet)
+        # One meta-queue for all queued workflows: they share the engines' slots.
+        self.scheduler = JitScheduler(
+            lambda: self.poller.snapshot,
+            profiles_for(cfg),
+            cfg.scheduler,
+            self.inflight,
+            self.metrics,
+            clock,
+        )
+        self.poller.subscribe(self.scheduler.on_snapshot)
         self.policies: dict[str, Policy] = {
-            name: self._policy(cfg.workflows.get(name, WorkflowPolicyConfig()))
-            for name in self.workflows
+            name: self._policy(spec, cfg.workflows.get(name, WorkflowPolicyConfig()))
+            for name, spec in self.workflows.items()
         }
         self.metrics.bind_gauges(
             lambda: self.clock() - self.poller.snapshot.taken_at, lambda: len(self.store)
         )
 
-    def _policy(self, pc: WorkflowPolicyConfig) -> Policy:
-        # One branch per configured policy; the scheduler's policies join here.
-        return LargestPolicy(lambda: self.poller.snapshot, self.inflight, self.cost)
+    def _policy(self, spec: WorkflowSpec, pc: WorkflowPolicyConfig) -> Policy:
+        if pc.policy == "largest":
+            return LargestPolicy(lambda: self.poller.snapshot, self.inflight, self.cost)
+        table = WorkflowTable(spec)
+        if pc.configuration is not None:
+            where = f"workflows[{spec.name}]"
+            if problems := check_static(table, pc.configuration, where):
+                raise ConfigError("<config>", problems)
+        return QueuedPolicy(self.scheduler, table, pc, self.cost, self.store)
 
     def _observe_fleet(self, snap: FleetSnapshot, results: Mapping[str, ScrapeResult]) -> None:
         gauges = {}

@@ -103,7 +103,7 @@ async def test_tags_from_metadata_are_stripped(env: Env) -> None:
     resp = await env.chat(metadata=meta)
     assert resp.status_code == 200
     assert resp.headers["x-aragog-model"] == "small"
-    sent = [e.seen[-1] for e in env.engines.values() if e.seen][0]
+    sent = next(e.seen[-1] for e in env.engines.values() if e.seen)
     assert sent["metadata"] == {"user_key": "kept"}
 
 

@@ -55,7 +55,10 @@ def test_load_blends_scrape_and_inflight() -> None:
 
 async def test_poller_scrapes_concurrently_and_marks_stale() -> None:
     now = [0.0]
-    page = "vllm:num_requests_running 2\nvllm:num_requests_waiting 5\nvllm:kv_cache_usage_perc 0.5\n"
+    page = (
+        "vllm:num_requests_running 2\nvllm:num_requests_waiting 5\n"
+        "vllm:kv_cache_usage_perc 0.5\n"
+    )
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.host == "b":
