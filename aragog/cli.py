@@ -1,4 +1,4 @@
-"""``aragog`` command line: ``aragog serve --config FILE``, ``check``, ``calibrate``."""
+"""``aragog`` command line: ``serve``, ``check``, ``calibrate``, ``router train|eval``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 import sys
 
 from aragog.config import ConfigError, GatewayConfig, load_config
+from aragog.router import cli as router_cli
 from aragog.workflow.spec import WorkflowSpec, load_workflows
 
 
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--timeout", type=float, default=120.0, help="per-call timeout")
     cal.add_argument("--api-key")
     cal.set_defaults(func=_calibrate)
+    router_cli.register(sub)
     return parser
 
 

@@ -109,6 +109,18 @@ class LimitsConfig(_Strict):
 PolicyName = Literal["aragog", "greedy", "per-input", "per-input-load", "per-workflow", "largest"]
 
 
+class RouterConfig(_Strict):
+    """The one-time router of a workflow: a trained artifact (``aragog router train``)."""
+
+    artifact: str = Field(description="router artifact (.npz), relative to this file")
+    embedder: str = Field(
+        default="hashing:4096",
+        description="hashing[:DIM] | wordllama[:DIM] | openai:FLEET_MODEL:DIM; must match the "
+        "artifact",
+    )
+    budget_s: float = Field(default=0.05, gt=0, description="then the fallback set is used")
+
+
 class WorkflowPolicyConfig(_Strict):
     """How one workflow's calls get their models (``aragog`` is the just-in-time scheduler;
     the others are the baselines it is measured against)."""
@@ -117,6 +129,9 @@ class WorkflowPolicyConfig(_Strict):
     beam_width: int = Field(default=4, ge=1, le=64, description="aragog only")
     configuration: dict[str, str] | None = Field(
         default=None, description="per-workflow only: stage -> model; default all-largest"
+    )
+    router: RouterConfig | None = Field(
+        default=None, description="predict C(r) per request; without it C(r) = everything"
     )
 
 
@@ -225,17 +240,31 @@ def load_config(path: str | Path) -> GatewayConfig:
         raise ConfigError(str(p), [f"<file>: cannot read ({err.strerror})"]) from None
     except yaml.YAMLError as err:
         raise ConfigError(str(p), [f"<file>: invalid YAML ({err})"]) from None
-    cfg = parse_config(data, str(p))
-    if cfg.workflows_dir is not None and not Path(cfg.workflows_dir).is_absolute():
-        cfg = cfg.model_copy(update={"workflows_dir": str(p.parent / cfg.workflows_dir)})
-    # Calibration files, like the workflows folder, are relative to the config file.
+    return _relative_to(parse_config(data, str(p)), p.parent)
+
+
+def _relative_to(cfg: GatewayConfig, base: Path) -> GatewayConfig:
+    """Paths in a config file (workflows, calibrations, router artifacts) are relative to it."""
+
+    def under(path: str) -> str:
+        return path if Path(path).is_absolute() else str(base / path)
+
     capacity = {
-        k: c.model_copy(update={"curve_file": str(p.parent / c.curve_file)})
-        if c.curve_file is not None and not Path(c.curve_file).is_absolute()
-        else c
+        k: c.model_copy(update={"curve_file": under(c.curve_file)}) if c.curve_file else c
         for k, c in cfg.scheduler.capacity.items()
     }
-    if capacity != cfg.scheduler.capacity:
-        sched = cfg.scheduler.model_copy(update={"capacity": capacity})
-        cfg = cfg.model_copy(update={"scheduler": sched})
-    return cfg
+    workflows = {
+        name: w.model_copy(
+            update={"router": w.router.model_copy(update={"artifact": under(w.router.artifact)})}
+        )
+        if w.router is not None
+        else w
+        for name, w in cfg.workflows.items()
+    }
+    return cfg.model_copy(
+        update={
+            "workflows_dir": under(cfg.workflows_dir) if cfg.workflows_dir else None,
+            "scheduler": cfg.scheduler.model_copy(update={"capacity": capacity}),
+            "workflows": workflows,
+        }
+    )

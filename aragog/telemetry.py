@@ -131,6 +131,27 @@ class Metrics:
             registry=r,
         )
 
+        self.router_latency = Histogram(
+            "aragog_router_latency_seconds",
+            "Time to compute C(r), once per request",
+            ["workflow"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
+        self.router_share = Histogram(
+            "aragog_router_viable_share",
+            "|C(r)| / number of configurations",
+            ["workflow"],
+            buckets=(0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0),
+            registry=r,
+        )
+        self.router_fallbacks = Counter(
+            "aragog_router_fallbacks",
+            "Requests given the per-workflow fallback set",
+            ["workflow", "reason"],
+            registry=r,
+        )
+
     def bind_gauges(self, snapshot_age: Callable[[], float], states: Callable[[], int]) -> None:
         """Gauges computed when scraped rather than kept up to date on the hot path."""
         self.snapshot_age.set_function(snapshot_age)

@@ -7,7 +7,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 import anyio
@@ -116,6 +116,13 @@ async def place(gw: Gateway, body: dict[str, Any], tags: Tags) -> Placement:
         return s or RequestState(spec.name, tags.request_id or "", arrival)
 
     state = await gw.store.update(spec.name, tags.request_id, touch)
+    if state.viable is None and spec.name in gw.routers:
+        viable = await gw.viable_set(spec, tags.request_id, routing_text(body))
+        state = await gw.store.update(
+            spec.name,
+            tags.request_id,
+            lambda s: s if s and s.viable is not None else replace(touch(s), viable=viable),
+        )
     policy = gw.policies[spec.name]
     waited = time.perf_counter()
     try:
@@ -137,6 +144,25 @@ async def place(gw: Gateway, body: dict[str, Any], tags: Tags) -> Placement:
         policy.release(dispatch)
         raise
     return Placement(dispatch.model, dispatch.engine, tags, dispatch, waited)
+
+
+def routing_text(body: dict[str, Any]) -> str:
+    """What the router reads: the text of the request's first call (messages or prompt)."""
+    parts: list[str] = []
+    for msg in body.get("messages") or []:
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts += [
+                p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+            ]
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        parts.append(prompt)
+    elif isinstance(prompt, list):
+        parts += [p for p in prompt if isinstance(p, str)]
+    return "\n".join(parts)
 
 
 def _place_plain(gw: Gateway, model: object, tags: Tags) -> Placement:

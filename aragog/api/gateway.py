@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping
 
 import httpx
 
-from aragog.config import ConfigError, GatewayConfig, WorkflowPolicyConfig
+from aragog.config import ConfigError, GatewayConfig, RouterConfig, WorkflowPolicyConfig
 from aragog.fleet.load import InFlight
 from aragog.fleet.metrics import EngineMetrics
 from aragog.fleet.poller import FleetPoller
 from aragog.fleet.snapshot import FleetSnapshot, ScrapeFailure, ScrapeResult, engine_refs
+from aragog.router.artifact import ArtifactError
+from aragog.router.embedders import Embedder, OpenAIEmbedder, make_embedder
+from aragog.router.once import OncePerRequest
+from aragog.router.service import Router, RouteResult
 from aragog.scheduler.base import Policy
 from aragog.scheduler.binding import check_static
 from aragog.scheduler.capacity import profiles_for
@@ -21,7 +27,7 @@ from aragog.scheduler.policies import QueuedPolicy
 from aragog.scheduler.tables import WorkflowTable
 from aragog.state import MemoryStore, RequestStore
 from aragog.telemetry import Metrics
-from aragog.workflow.spec import WorkflowSpec
+from aragog.workflow.spec import Configuration, WorkflowSpec
 
 
 class Gateway:
@@ -60,9 +66,59 @@ class Gateway:
             name: self._policy(spec, cfg.workflows.get(name, WorkflowPolicyConfig()))
             for name, spec in self.workflows.items()
         }
+        self.routers = {
+            name: self._router(spec, pc.router)
+            for name, spec in self.workflows.items()
+            if (pc := cfg.workflows.get(name)) is not None and pc.router is not None
+        }
+        self.routing = OncePerRequest(cfg.state.max_requests)
         self.metrics.bind_gauges(
             lambda: self.clock() - self.poller.snapshot.taken_at, lambda: len(self.store)
         )
+
+    def _router(self, spec: WorkflowSpec, rc: RouterConfig) -> Router:
+        where = f"workflows[{spec.name}].router"
+        try:
+            return Router.load(rc.artifact, spec, self._embedder(rc.embedder), rc.budget_s)
+        except (ArtifactError, ValueError, OSError) as err:
+            raise ConfigError("<config>", [f"{where}: {err}"]) from None
+
+    def _embedder(self, name: str) -> Embedder:
+        """Local embedders by name, or ``openai:MODEL:DIM``: a fleet model serving
+        /v1/embeddings (the production path), reached through the gateway's own client."""
+        kind, _, rest = name.partition(":")
+        if kind != "openai":
+            return make_embedder(name)
+        model, _, dim = rest.rpartition(":")
+        ref = next((r for r in self.refs if r.model == model), None)
+        if ref is None or not dim.isdigit():
+            raise ValueError(f"embedder {name!r}: expected openai:FLEET_MODEL:DIM")
+        return OpenAIEmbedder(self.client, ref.url, ref.served_model_name, int(dim))
+
+    async def viable_set(
+        self, spec: WorkflowSpec, request_id: str, text: str
+    ) -> frozenset[Configuration] | None:
+        """C(r) for a request, routed once however many of its calls arrive together; None
+        when the workflow has no router (every configuration is viable)."""
+        router = self.routers.get(spec.name)
+        if router is None:
+            return None
+        task = self.routing.start(
+            router, request_id, text, lambda res: self._observe_route(spec, res)
+        )
+        # Shielded: a call whose client leaves must not cancel its siblings' routing.
+        result = await asyncio.shield(task)
+        self.routing.forget(spec.name, request_id)
+        return result.viable
+
+    def _observe_route(self, spec: WorkflowSpec, res: RouteResult) -> None:
+        m, wf = self.metrics, spec.name
+        m.router_latency.labels(wf).observe(res.latency_s)
+        m.router_share.labels(wf).observe(
+            len(res.viable) / math.prod(len(s.models) for s in spec.stages)
+        )
+        if res.fallback:  # "timeout" or "error: <details>"; keep the label set bounded
+            m.router_fallbacks.labels(wf, (res.reason or "error").split(":", 1)[0]).inc()
 
     def _policy(self, spec: WorkflowSpec, pc: WorkflowPolicyConfig) -> Policy:
         if pc.policy == "largest":
