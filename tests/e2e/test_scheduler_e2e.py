@@ -1,0 +1,130 @@
+"""The just-in-time scheduler in front of real vLLM CPU engines of different sizes.
+
+The gateway runs under real uvicorn in this process (so the test can give requests a C(r)
+the way the router will, through the request store), driven by the openai SDK. Another
+client saturates the small engine directly; calls placed while it is saturated move to the
+next model, and every request's models stay inside its C(r).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from openai import AsyncOpenAI
+
+from aragog.api.app import create_app
+from aragog.api.gateway import Gateway
+from aragog.cli import load_all
+from aragog.localfleet import LocalFleet, free_port
+from aragog.state import RequestState
+from tests.e2e.conftest import SMALL_MAX_SEQS, gateway_config
+
+pytestmark = pytest.mark.e2e
+STAGES = ("generate", "critique", "refine")
+MSG = [{"role": "user", "content": "Improve this answer."}]
+# C(r) of every test request: anything for generate, never the large model afterwards.
+VIABLE = frozenset(
+    (g, c, r)
+    for g in ("tiny-s", "tiny-m", "tiny-l")
+    for c in ("tiny-s", "tiny-m")
+    for r in ("tiny-s", "tiny-m")
+)
+
+
+@contextlib.asynccontextmanager
+async def serving(fleet: LocalFleet, tmp: Path) -> AsyncIterator[tuple[str, Gateway]]:
+    cfg = gateway_config(
+        fleet,
+        workflows={"refine": {"policy": "aragog"}, "voting": {"policy": "aragog"}},
+        scheduler={
+            "capacity": {"tiny-s": {"saturation": SMALL_MAX_SEQS}},
+            "default_saturation": 8,
+        },
+    )
+    path = tmp / "gateway.yaml"
+    path.write_text(json.dumps(cfg))
+    app = create_app(*load_all(str(path)))
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    task = asyncio.create_task(server.serve())
+    url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient() as c:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await c.get(url + "/ready")).status_code == 200:
+                        break
+                await asyncio.sleep(0.1)
+        yield url, app.state.gateway
+    finally:
+        server.should_exit = True
+        await task
+
+
+async def run_request(client: AsyncOpenAI, gw: Gateway, rid: str) -> dict[str, str]:
+    await gw.store.update("refine", rid, lambda s: RequestState("refine", rid, 0.0, viable=VIABLE))
+    models = {}
+    for stage in STAGES:
+        raw = await client.chat.completions.with_raw_response.create(
+            model="any",
+            messages=MSG,
+            max_tokens=4,
+            extra_headers={
+                "X-Aragog-Workflow": "refine",
+                "X-Aragog-Request-Id": rid,
+                "X-Aragog-Stage": stage,
+            },
+        )
+        models[stage] = raw.headers["x-aragog-model"]
+    return models
+
+
+async def hog(url: str, stop: asyncio.Event) -> None:
+    """Another client keeping the small engine's batch full (and a queue behind it)."""
+    body = {"model": "tiny-s", "prompt": "x", "max_tokens": 400, "ignore_eos": True}
+    async with httpx.AsyncClient(timeout=120) as c:
+        while not stop.is_set():
+            await c.post(url + "/v1/completions", json=body)
+
+
+async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_path: Path) -> None:
+    async with (
+        serving(fleet, tmp_path) as (url, gw),
+        AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+    ):
+        idle = await run_request(client, gw, "idle")
+        assert idle == dict.fromkeys(STAGES, "tiny-s")  # free small engine: best gain
+
+        stop = asyncio.Event()
+        hogs = [
+            asyncio.create_task(hog(fleet.url("tiny-s"), stop)) for _ in range(2 * SMALL_MAX_SEQS)
+        ]
+        try:
+            small = next(e for e in gw.poller.snapshot.engines.values() if e.ref.model == "tiny-s")
+            for _ in range(100):  # until the gateway's fleet view shows it saturated
+                small = gw.poller.snapshot.engines[small.ref.engine_id]
+                if small.scraped_load >= SMALL_MAX_SEQS:
+                    break
+                await asyncio.sleep(0.05)
+            assert small.scraped_load >= SMALL_MAX_SEQS
+            busy = await asyncio.gather(*(run_request(client, gw, f"busy{i}") for i in range(4)))
+        finally:
+            stop.set()
+            for t in hogs:
+                t.cancel()
+            await asyncio.gather(*hogs, return_exceptions=True)
+
+    for models in [idle, *busy]:
+        assert tuple(models[s] for s in STAGES) in VIABLE  # inside C(r), always
+    later = [m[s] for m in busy for s in ("critique", "refine")]
+    assert "tiny-l" not in later
+    assert later.count("tiny-m") >= len(later) // 2, busy  # moved off the saturated engine
