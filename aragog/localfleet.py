@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -184,6 +185,11 @@ def gateway_config(
     return {**(extra or {}), "fleet": {"models": list(models.values())}}
 
 
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Words YAML 1.1 reads as booleans or null: as keys they must be quoted to stay strings.
+_YAML_WORDS = {"true", "false", "null", "yes", "no", "on", "off", "y", "n"}
+
+
 def to_yaml(value: Any, indent: int = 0) -> str:
     """Block-style YAML for dicts, lists and JSON scalars (strings are JSON-quoted, which YAML
     reads as double-quoted scalars), so writing a config needs no YAML library."""
@@ -193,7 +199,11 @@ def to_yaml(value: Any, indent: int = 0) -> str:
             return pad + "{}\n"
         out = ""
         for k, v in value.items():
-            key = json.dumps(str(k)) if not str(k).isidentifier() else str(k)
+            key = (
+                str(k)
+                if _PLAIN_KEY.fullmatch(str(k)) and str(k).lower() not in _YAML_WORDS
+                else json.dumps(str(k))
+            )
             if isinstance(v, dict | list) and v:
                 out += f"{pad}{key}:\n{to_yaml(v, indent + 2)}"
             else:

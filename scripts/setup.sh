@@ -72,7 +72,8 @@ setup_vllm_venv() {
     say "removing ${VLLM_DROP[*]} from .venv-vllm (CUDA-linked, they break import vllm)"
     .venv-vllm/bin/python -m pip uninstall --quiet -y "${VLLM_DROP[@]}"
     say "checking that vllm imports"
-    VLLM_NO_USAGE_STATS=1 .venv-vllm/bin/python -c 'import vllm; print("[setup] vllm", vllm.__version__)' \
+    VLLM_NO_USAGE_STATS=1 .venv-vllm/bin/python -c \
+        'import vllm; print("[setup] vllm", vllm.__version__)' \
         || die "import vllm failed in .venv-vllm"
     echo "$want" >"$stamp"
 }
