@@ -30,9 +30,10 @@ def timed(client: httpx.Client, url: str, stream: bool) -> float:
     start = time.perf_counter()
     if stream:
         with client.stream("POST", url, json={**BODY, "stream": True}) as resp:
-            next(resp.iter_raw())
+            chunks = resp.iter_raw()
+            next(chunks)
             elapsed = time.perf_counter() - start
-            for _ in resp.iter_raw():
+            for _ in chunks:
                 pass
         return elapsed
     resp = client.post(url, json=BODY)
