@@ -23,3 +23,8 @@ test: setup lint
 
 bench-overhead: setup
 	$(PY) benchmarks/overhead_vllm.py
+
+# Issue 5: the paper's experiment on a simulated 8xH100 fleet (real router + scheduler code);
+# writes benchmarks/sim/RESULTS.md, out/*.csv and out/*.png. ~10-20 min on 2 cores.
+bench-sim: setup
+	$(PY) benchmarks/sim/run.py

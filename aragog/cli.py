@@ -1,4 +1,5 @@
-"""``aragog`` command line: ``serve``, ``check``, ``calibrate``, ``router train|eval``."""
+"""``aragog`` command line: ``serve``, ``check``, ``calibrate``, ``router train|eval``, ``run``,
+``profile``."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import logging
 import sys
 
+from aragog import runcli
 from aragog.config import ConfigError, GatewayConfig, load_config
 from aragog.router import cli as router_cli
 from aragog.workflow.spec import WorkflowSpec, load_workflows
@@ -111,12 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--api-key")
     cal.set_defaults(func=_calibrate)
     router_cli.register(sub)
+    runcli.register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request at INFO: that is 10 lines a second per engine from the poller.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         rc: int = args.func(args)
     except ConfigError as err:

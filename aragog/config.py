@@ -48,11 +48,15 @@ class EngineConfig(_Strict):
     @field_validator("api_key", mode="before")
     @classmethod
     def _expand_env(cls, v: object) -> object:
-        if isinstance(v, str) and (m := _ENV_REF.match(v)):
-            if m.group(1) not in os.environ:
-                raise ValueError(f"environment variable {m.group(1)} is not set")
-            return os.environ[m.group(1)]
-        return v
+        return _expand(v)
+
+
+def _expand(v: object) -> object:
+    if isinstance(v, str) and (m := _ENV_REF.match(v)):
+        if m.group(1) not in os.environ:
+            raise ValueError(f"environment variable {m.group(1)} is not set")
+        return os.environ[m.group(1)]
+    return v
 
 
 class ModelConfig(_Strict):
@@ -92,9 +96,34 @@ class PollerConfig(_Strict):
 
 
 class UpstreamConfig(_Strict):
+    """Per-engine timeouts and the retry budget. A call may be retried on another replica
+    (or another model its request still allows) only before its first byte reaches the
+    client; after that a failure ends the stream with an error event."""
+
     connect_timeout_s: float = Field(default=2.0, gt=0)
-    read_timeout_s: float = Field(default=300.0, gt=0)
+    read_timeout_s: float = Field(
+        default=300.0, gt=0, description="non-streamed calls: until the whole answer"
+    )
+    first_byte_timeout_s: float = Field(
+        default=60.0, gt=0, description="streamed calls: until the first event (prefill)"
+    )
+    idle_timeout_s: float = Field(
+        default=30.0, gt=0, description="streamed calls: longest silence between events"
+    )
+    total_timeout_s: float = Field(default=600.0, gt=0, description="whole call, all tries")
+    max_attempts: int = Field(default=3, ge=1, le=10, description="tries per call, first included")
     max_connections_per_engine: int = Field(default=256, ge=1)
+
+
+class BreakerConfig(_Strict):
+    """Circuit breaker per engine, fed by scrapes and call outcomes."""
+
+    failure_threshold: int = Field(
+        default=2, ge=1, description="consecutive failures that open it (refusals open at once)"
+    )
+    cooldown_s: float = Field(
+        default=1.0, gt=0, description="open this long before a probe may close it"
+    )
 
 
 class StateConfig(_Strict):
@@ -104,6 +133,44 @@ class StateConfig(_Strict):
 
 class LimitsConfig(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    max_tokens: int | None = Field(
+        default=None, ge=1, description="ceiling on max_tokens; also the default when absent"
+    )
+
+
+class ApiKeyConfig(_Strict):
+    """A client key. ``key`` is best written ``${ENV_VAR}``; it is never logged."""
+
+    name: str = Field(min_length=1, description="label for metrics and logs")
+    key: SecretStr
+    rate_per_s: float | None = Field(default=None, gt=0, description="requests/s; None: no cap")
+    burst: int | None = Field(default=None, ge=1, description="default: max(1, rate_per_s)")
+
+    @field_validator("key", mode="before")
+    @classmethod
+    def _expand_env(cls, v: object) -> object:
+        return _expand(v)
+
+
+class AuthConfig(_Strict):
+    """Client authentication: with no keys the gateway is open (a private network)."""
+
+    keys: list[ApiKeyConfig] = []
+    protect_metrics: bool = Field(default=False, description="require a key for /metrics")
+    protect_status: bool = Field(default=False, description="require a key for /ready, /status")
+
+
+class StoreConfig(_Strict):
+    """Where request state lives: in memory (one replica) or Redis (several)."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    redis_url: SecretStr | None = Field(default=None, description="redis://host:port/db")
+    key_prefix: str = "aragog"
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _expand_env(cls, v: object) -> object:
+        return _expand(v)
 
 
 PolicyName = Literal["aragog", "greedy", "per-input", "per-input-load", "per-workflow", "largest"]
@@ -171,13 +238,21 @@ class GatewayConfig(_Strict):
     poller: PollerConfig = PollerConfig()
     metric_names: MetricNames = MetricNames()
     upstream: UpstreamConfig = UpstreamConfig()
+    breaker: BreakerConfig = BreakerConfig()
     state: StateConfig = StateConfig()
+    store: StoreConfig = StoreConfig()
+    auth: AuthConfig = AuthConfig()
     limits: LimitsConfig = LimitsConfig()
     workflows_dir: str | None = Field(
         default=None, description="folder of workflow YAML specs, relative to this file"
     )
     workflows: dict[str, WorkflowPolicyConfig] = {}
     scheduler: SchedulerConfig = SchedulerConfig()
+    profiling: bool = Field(
+        default=False,
+        description="accept X-Aragog-Configuration (forced models, for `aragog profile`); "
+        "never on a production gateway: it bypasses the router and scheduler's choice",
+    )
 
 
 def format_validation_error(err: ValidationError) -> list[str]:
@@ -218,6 +293,14 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
             if eid in seen_engines:
                 problems.append(f"fleet.models[{i}].engines[{j}]: duplicate engine {eid!r}")
             seen_engines.add(eid)
+    names = [k.name for k in cfg.auth.keys]
+    for i, k in enumerate(cfg.auth.keys):
+        if names.count(k.name) > 1:
+            problems.append(f"auth.keys[{i}].name: duplicate key name {k.name!r}")
+    if (cfg.auth.protect_metrics or cfg.auth.protect_status) and not cfg.auth.keys:
+        problems.append("auth: protect_metrics/protect_status need at least one key in auth.keys")
+    if cfg.store.backend == "redis" and cfg.store.redis_url is None:
+        problems.append("store.redis_url: required for the redis backend")
     if cfg.poller.timeout_s >= cfg.poller.stale_after_s:
         problems.append("poller.timeout_s: must be below poller.stale_after_s")
     for key, cap in cfg.scheduler.capacity.items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,14 +11,27 @@ import orjson
 
 from aragog.config import UpstreamConfig
 from aragog.fleet.snapshot import EngineRef
+from aragog.retry import Failure
 
 
 class UpstreamError(Exception):
     """The engine could not be reached or did not answer in time (no bytes were relayed)."""
 
-    def __init__(self, message: str, timeout: bool) -> None:
+    def __init__(self, message: str, failure: Failure) -> None:
         super().__init__(message)
-        self.timeout = timeout
+        self.failure = failure
+
+    @property
+    def timeout(self) -> bool:
+        return self.failure is Failure.TIMEOUT
+
+
+def classify(err: httpx.HTTPError) -> Failure:
+    if isinstance(err, httpx.TimeoutException):
+        return Failure.TIMEOUT
+    if isinstance(err, httpx.ConnectError):
+        return Failure.REFUSED
+    return Failure.BROKEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,21 +53,39 @@ def make_client(cfg: UpstreamConfig, engines: int) -> httpx.AsyncClient:
     )
 
 
+def upstream_timeouts(cfg: UpstreamConfig) -> tuple[httpx.Timeout, httpx.Timeout]:
+    """(non-streamed, streamed) per-read timeouts, built once: for a streamed call a read
+    waits at most the idle gap between events; the first event has its own deadline."""
+    whole = httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s)
+    streamed = httpx.Timeout(cfg.idle_timeout_s, connect=cfg.connect_timeout_s)
+    return whole, streamed
+
+
 async def send(
-    client: httpx.AsyncClient, engine: EngineRef, path: str, body: bytes, stream: bool
+    client: httpx.AsyncClient,
+    engine: EngineRef,
+    path: str,
+    body: bytes,
+    stream: bool,
+    timeouts: httpx.Timeout | None = None,
 ) -> httpx.Response:
+    """POST to the engine; transport failures come back as ``UpstreamError``."""
     headers = {"content-type": "application/json"}
     if engine.api_key:
         headers["authorization"] = f"Bearer {engine.api_key}"
-    request = client.build_request("POST", engine.url + path, content=body, headers=headers)
+    request = client.build_request(
+        "POST",
+        engine.url + path,
+        content=body,
+        headers=headers,
+        timeout=httpx.USE_CLIENT_DEFAULT if timeouts is None else timeouts,
+    )
     try:
         return await client.send(request, stream=stream)
-    except httpx.TimeoutException as err:
-        raise UpstreamError(f"engine {engine.engine_id} timed out", timeout=True) from err
     except httpx.HTTPError as err:
-        raise UpstreamError(
-            f"engine {engine.engine_id} unreachable ({type(err).__name__})", timeout=False
-        ) from err
+        failure = classify(err)
+        what = "timed out" if failure is Failure.TIMEOUT else f"unreachable ({type(err).__name__})"
+        raise UpstreamError(f"engine {engine.engine_id} {what}", failure) from err
 
 
 def usage_from(obj: Any) -> Usage | None:
@@ -99,7 +130,7 @@ async def relay_sse(
     strip_usage: bool,
     on_first: Callable[[], None],
     on_usage: Callable[[Usage], None],
-) -> AsyncIterator[bytes]:
+) -> AsyncGenerator[bytes, None]:
     """Relay SSE as it arrives, whole events at a time; capture usage, and drop the usage
     chunk when the gateway asked for it on the client's behalf."""
     rest = b""

@@ -88,6 +88,45 @@ class Metrics:
             "aragog_request_states", "Workflow requests held in the state store", registry=r
         )
         self._scheduler_metrics(r)
+        self._reliability_metrics(r)
+
+    def _reliability_metrics(self, r: CollectorRegistry) -> None:
+        self.breaker_state = Gauge(
+            "aragog_engine_breaker_state",
+            "Circuit breaker per engine: 0 closed, 1 open, 2 half-open",
+            ["engine"],
+            registry=r,
+        )
+        self.breaker_transitions = Counter(
+            "aragog_engine_breaker_transitions",
+            "Breaker phase changes, by the phase entered",
+            ["engine", "phase"],
+            registry=r,
+        )
+        self.upstream_failures = Counter(
+            "aragog_upstream_failures",
+            "Failed tries on an engine: refused, timeout, broken, overloaded, aborted, mid_stream",
+            ["engine", "kind"],
+            registry=r,
+        )
+        self.retries = Counter(
+            "aragog_upstream_retries",
+            "Calls tried again elsewhere before their first byte, by the failure that caused it",
+            ["reason"],
+            registry=r,
+        )
+        self.state_conflicts = Counter(
+            "aragog_state_conflicts",
+            "Placements redone because another replica fixed the stage first",
+            ["workflow"],
+            registry=r,
+        )
+        self.auth_rejected = Counter(
+            "aragog_auth_rejected",
+            "Requests refused at the door: missing or invalid key (401), rate limited (429)",
+            ["reason"],
+            registry=r,
+        )
 
     def _scheduler_metrics(self, r: CollectorRegistry) -> None:
         self.sched_queue = Gauge(

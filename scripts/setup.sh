@@ -9,7 +9,8 @@
 # Needs python3.11+ and pip reaching a package index; no model hub, nothing else online.
 # Environment: PYTHON (interpreter to build venvs with), VLLM_PIP_ARGS (extra pip arguments
 # for the vLLM install, e.g. "--extra-index-url https://download.pytorch.org/whl/cpu" where
-# pip cannot otherwise find torch==X+cpu), ARAGOG_SKIP_VLLM=1 (gateway venv only).
+# pip cannot otherwise find torch==X+cpu), ARAGOG_SKIP_VLLM=1 (gateway venv only),
+# ARAGOG_SKIP_APT=1 (no apt-get for chromium/chromedriver/promtool).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -91,6 +92,38 @@ build_models() {
     echo "$want" >"$stamp"
 }
 
+# System tools some tests drive: headless Chromium + chromedriver (the /status screenshot
+# test) and promtool (checks docker/prometheus configs). Debian packages, nothing else.
+APT_PACKAGES=(chromium chromium-driver prometheus)
+setup_apt_tools() {
+    if command -v chromium >/dev/null && command -v chromedriver >/dev/null \
+        && command -v promtool >/dev/null; then
+        say "chromium, chromedriver, promtool present"
+        return
+    fi
+    local sudo=()
+    if [[ $(id -u) != 0 ]]; then
+        command -v sudo >/dev/null && sudo -n true 2>/dev/null && sudo=(sudo -n) || {
+            say "warning: cannot apt-get install ${APT_PACKAGES[*]} (not root, no sudo);" \
+                "the /status screenshot and promtool tests will skip (fail under CI=true)"
+            return
+        }
+    fi
+    if ! command -v apt-get >/dev/null; then
+        say "warning: no apt-get; install ${APT_PACKAGES[*]} (or equivalents) yourself"
+        return
+    fi
+    say "apt-get install ${APT_PACKAGES[*]}"
+    "${sudo[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+        "${APT_PACKAGES[@]}" >/dev/null
+}
+
+if [[ ${ARAGOG_SKIP_APT:-0} == 1 ]]; then
+    say "ARAGOG_SKIP_APT=1: skipping chromium/promtool"
+else
+    setup_apt_tools
+fi
 setup_gateway_venv
 if [[ ${ARAGOG_SKIP_VLLM:-0} == 1 ]]; then
     say "ARAGOG_SKIP_VLLM=1: skipping .venv-vllm and models/"

@@ -15,12 +15,14 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aragog.api import calls
+from aragog.api import calls, runs, status
+from aragog.api.auth import AuthMiddleware
 from aragog.api.errors import ApiError, error_response
 from aragog.api.gateway import Gateway
 from aragog.config import GatewayConfig
 from aragog.proxy import make_client
 from aragog.state import RequestStore
+from aragog.workflow.executor import Executor
 from aragog.workflow.spec import WorkflowSpec
 
 
@@ -55,15 +57,28 @@ def create_app(
                     await task
             if own_client:
                 await http.aclose()
+            await self_client.aclose()
+            await gw.aclose()
 
     app = FastAPI(title="Aragog", lifespan=lifespan, docs_url=None, redoc_url=None)
+    if cfg.auth.keys:  # an open gateway pays nothing for auth
+        app.add_middleware(AuthMiddleware, cfg=cfg.auth, metrics=gw.metrics, clock=clock)
     app.state.gateway = gw
-    _routes(app, gw)
+    # Workflow runs call this very app in process, so every stage takes the same path as a
+    # user's tagged call (tagging, router, scheduler, accounting).
+    self_client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://aragog.internal", timeout=None
+    )
+    _routes(app, gw, Executor(self_client))
     _errors(app)
     return app
 
 
-def _routes(app: FastAPI, gw: Gateway) -> None:
+def _routes(app: FastAPI, gw: Gateway, executor: Executor) -> None:
+    @app.post("/v1/workflows/{name}/runs")
+    async def run_workflow(request: Request, name: str) -> Response:
+        return await runs.handle_run(gw, executor, request, name)
+
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Response:
         return await calls.handle(gw, request, calls.CHAT)
@@ -92,6 +107,14 @@ def _routes(app: FastAPI, gw: Gateway) -> None:
     async def ready() -> Response:
         ok, problems = gw.readiness()
         return _json({"ready": ok, "problems": problems}, 200 if ok else 503)
+
+    @app.get("/status")
+    async def status_page() -> Response:
+        return Response(status.PAGE, media_type="text/html; charset=utf-8")
+
+    @app.get("/status.json")
+    async def status_json() -> Response:
+        return _json(status.collect(gw))
 
     @app.get("/metrics")
     async def metrics() -> Response:

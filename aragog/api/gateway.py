@@ -7,13 +7,16 @@ import math
 import time
 from collections.abc import Callable, Mapping
 
+import anyio
 import httpx
 
 from aragog.config import ConfigError, GatewayConfig, RouterConfig, WorkflowPolicyConfig
+from aragog.fleet.health import Breakers, Outcome, Phase
 from aragog.fleet.load import InFlight
 from aragog.fleet.metrics import EngineMetrics
 from aragog.fleet.poller import FleetPoller
 from aragog.fleet.snapshot import FleetSnapshot, ScrapeFailure, ScrapeResult, engine_refs
+from aragog.proxy import upstream_timeouts
 from aragog.router.artifact import ArtifactError
 from aragog.router.embedders import Embedder, OpenAIEmbedder, make_embedder
 from aragog.router.once import OncePerRequest
@@ -25,9 +28,23 @@ from aragog.scheduler.jit import JitScheduler
 from aragog.scheduler.largest import LargestPolicy
 from aragog.scheduler.policies import QueuedPolicy
 from aragog.scheduler.tables import WorkflowTable
-from aragog.state import MemoryStore, RequestStore
+from aragog.state import MemoryStore, RequestState, RequestStore
 from aragog.telemetry import Metrics
 from aragog.workflow.spec import Configuration, WorkflowSpec
+
+
+def _make_store(cfg: GatewayConfig, clock: Callable[[], float]) -> RequestStore:
+    if cfg.store.backend == "memory":
+        return MemoryStore(cfg.state.ttl_s, cfg.state.max_requests, clock)
+    from aragog.state_redis import RedisStore  # only replicated gateways need redis
+
+    assert cfg.store.redis_url is not None, "checked with the configuration"
+    return RedisStore(
+        cfg.store.redis_url.get_secret_value(),
+        cfg.state.ttl_s,
+        cfg.state.max_requests,
+        cfg.store.key_prefix,
+    )
 
 
 class Gateway:
@@ -47,14 +64,22 @@ class Gateway:
         self.cost = {m.name: m.cost for m in cfg.fleet.models}
         self.metrics = Metrics()
         self.inflight = InFlight()
-        self.store: RequestStore = store or MemoryStore(
-            cfg.state.ttl_s, cfg.state.max_requests, clock
+        self.store: RequestStore = store or _make_store(cfg, clock)
+        # With a shared store, siblings placed on other replicas are invisible to this
+        # scheduler's in-memory view, so the store must arbitrate prefix consistency.
+        self.shared_store = not isinstance(self.store, MemoryStore)
+        self.timeouts = upstream_timeouts(cfg.upstream)
+        self.breakers = Breakers(
+            [r.engine_id for r in self.refs], cfg.breaker, clock, self._breaker_changed
         )
+        # Tries waiting on an engine, cancelled when its breaker opens (then retried).
+        self.aborts: dict[str, set[anyio.CancelScope]] = {}
         self.poller = FleetPoller(self.refs, client, cfg.poller, cfg.metric_names, clock)
+        self.poller.subscribe(self._observe_health)  # first: the others read the view
         self.poller.subscribe(self._observe_fleet)
         # One meta-queue for all queued workflows: they share the engines' slots.
         self.scheduler = JitScheduler(
-            lambda: self.poller.snapshot,
+            self.fleet,
             profiles_for(cfg),
             cfg.scheduler,
             self.inflight,
@@ -62,6 +87,7 @@ class Gateway:
             clock,
         )
         self.poller.subscribe(self.scheduler.on_snapshot)
+        self.tables = {name: WorkflowTable(spec) for name, spec in self.workflows.items()}
         self.policies: dict[str, Policy] = {
             name: self._policy(spec, cfg.workflows.get(name, WorkflowPolicyConfig()))
             for name, spec in self.workflows.items()
@@ -122,15 +148,63 @@ class Gateway:
 
     def _policy(self, spec: WorkflowSpec, pc: WorkflowPolicyConfig) -> Policy:
         if pc.policy == "largest":
-            return LargestPolicy(lambda: self.poller.snapshot, self.inflight, self.cost)
-        table = WorkflowTable(spec)
+            return LargestPolicy(self.fleet, self.inflight, self.cost)
+        table = self.tables[spec.name]
         if pc.configuration is not None:
             where = f"workflows[{spec.name}]"
             if problems := check_static(table, pc.configuration, where):
                 raise ConfigError("<config>", problems)
         return QueuedPolicy(self.scheduler, table, pc, self.cost, self.store)
 
-    def _observe_fleet(self, snap: FleetSnapshot, results: Mapping[str, ScrapeResult]) -> None:
+    async def aclose(self) -> None:
+        """Release what the gateway opened itself (a shared store's connections)."""
+        close = getattr(self.store, "aclose", None)
+        if close is not None:
+            await close()
+
+    def fleet(self) -> FleetSnapshot:
+        """The fleet as placement should see it: the latest snapshot, less engines whose
+        breaker is open."""
+        return self.breakers.view(self.poller.snapshot)
+
+    def _observe_health(self, _: FleetSnapshot, results: Mapping[str, ScrapeResult]) -> None:
+        for eid, res in results.items():
+            if not isinstance(res, ScrapeFailure):
+                self.breakers.record(eid, Outcome.SUCCESS)
+            elif res.error == "ConnectError":  # nobody listening: the engine is down
+                self.breakers.record(eid, Outcome.REFUSED)
+            else:
+                self.breakers.record(eid, Outcome.FAILURE)
+        self.breakers.advance()
+
+    def _breaker_changed(self, engine_id: str, phase: Phase) -> None:
+        self.metrics.breaker_state.labels(engine_id).set(int(phase))
+        self.metrics.breaker_transitions.labels(engine_id, phase.name.lower()).inc()
+        if phase is Phase.OPEN:
+            for scope in self.aborts.get(engine_id, ()):
+                scope.cancel()
+
+    def conflicts(
+        self, spec: WorkflowSpec, state: RequestState, stage: str, model: str, retry: bool
+    ) -> bool:
+        """Whether choosing ``model`` for ``stage`` contradicts what the stored state already
+        fixed (by this or another replica). A retry may replace its own earlier choice of
+        the stage as long as no call of the stage has completed."""
+        prev = state.chosen.get(stage)
+        if prev is not None and prev != model and not (retry and stage not in state.done):
+            return True
+        if not self.shared_store or state.viable is None:
+            return False
+        if self.policies[spec.name].name == "largest":  # it ignores C(r) by design
+            return False
+        # Choices made elsewhere at other stages must still leave a viable configuration.
+        table = self.tables[spec.name]
+        viable = table.mask_of(state.viable)
+        before = viable & table.consistent(state.chosen)
+        return bool(before) and not viable & table.consistent({**state.chosen, stage: model})
+
+    def _observe_fleet(self, _: FleetSnapshot, results: Mapping[str, ScrapeResult]) -> None:
+        snap = self.fleet()
         gauges = {}
         for eid, st in snap.engines.items():
             m = st.metrics or EngineMetrics(0.0, 0.0, 0.0)
@@ -141,7 +215,7 @@ class Gateway:
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready when some engine is healthy and every workflow stage has a healthy engine
         for at least one of its candidates; otherwise the reasons."""
-        snap = self.poller.snapshot
+        snap = self.fleet()
         healthy_models = {e.ref.model for e in snap.engines.values() if e.healthy}
         problems = []
         if not healthy_models:

@@ -137,7 +137,8 @@ class JitScheduler:
         if live is None:
             live = self._live[request] = _Live(mask)
         else:  # a sibling was placed since this call's state was read
-            live.mask = (live.mask & mask) or live.mask
+            # Disjoint only when the store knows a choice made on another replica: it wins.
+            live.mask = (live.mask & mask) or mask
         live.refs += 1
         cid, self._next_id = self._next_id, self._next_id + 1
         call = QueuedCall(cid, request, arrival, table, table.stage_index[stage], live.mask, width)

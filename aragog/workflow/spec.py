@@ -7,6 +7,7 @@ order; the router and scheduler both speak in these tuples.
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aragog.config import ConfigError, format_validation_error
+from aragog.workflow.parsing import ParseKind
+from aragog.workflow.scorers import ScorerKind
+from aragog.workflow.template import INPUT, references
 
 Configuration = tuple[str, ...]
 
@@ -23,6 +27,21 @@ class StageSpec(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     models: list[str] = Field(min_length=1)
+    # What the executor sends and reads (aragog/workflow/executor.py); routing ignores them.
+    system: str | None = Field(default=None, description="system message template")
+    prompt: str | None = Field(
+        default=None, description="user message template; default: the input, then parents"
+    )
+    parse: ParseKind = "text"
+    pattern: str | None = Field(default=None, description="parse: regex only")
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    unless_agree: list[str] = Field(
+        default=[], description="skip the call when these stages' answers agree"
+    )
+    vote: list[str] = Field(
+        default=[], description="answer = plurality of these stages, own answer on ties"
+    )
 
 
 class WorkflowSpec(BaseModel):
@@ -34,6 +53,8 @@ class WorkflowSpec(BaseModel):
     edges: list[tuple[str, str]] = Field(
         default=[], description="(upstream stage, downstream stage) pairs of the DAG"
     )
+    output: str | None = Field(default=None, description="final stage; default: the only sink")
+    scorer: ScorerKind | None = Field(default=None, description="for `aragog profile`")
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -63,6 +84,26 @@ class WorkflowSpec(BaseModel):
 
         return {s: depth(s) for s in self.stage_names}
 
+    def parents(self, stage: str) -> list[str]:
+        return [a for a, b in self.edges if b == stage]
+
+    def ancestors(self, stage: str) -> set[str]:
+        seen: set[str] = set()
+        todo = self.parents(stage)
+        while todo:
+            s = todo.pop()
+            if s not in seen:
+                seen.add(s)
+                todo += self.parents(s)
+        return seen
+
+    def final_stage(self) -> str | None:
+        """The stage whose answer is the run's: ``output``, else the DAG's only sink."""
+        if self.output is not None:
+            return self.output
+        sinks = [s for s in self.stage_names if not any(a == s for a, _ in self.edges)]
+        return sinks[0] if len(sinks) == 1 else None
+
 
 def check_workflow(spec: WorkflowSpec, fleet_models: Mapping[str, float], where: str) -> list[str]:
     """Problems with ``spec`` against a fleet (model name -> cost); empty when valid."""
@@ -82,6 +123,36 @@ def check_workflow(spec: WorkflowSpec, fleet_models: Mapping[str, float], where:
                 problems.append(f"{where}.edges[{k}]: unknown stage {end!r}")
     if not problems and _has_cycle(names, spec.edges):
         problems.append(f"{where}.edges: the stages do not form a DAG (cycle found)")
+    if not problems:
+        problems += _check_execution(spec, where)
+    return problems
+
+
+def _check_execution(spec: WorkflowSpec, where: str) -> list[str]:
+    """What the executor needs: templates and combiners read only upstream stages."""
+    problems = []
+    for s in spec.stages:
+        up = spec.ancestors(s.name)
+        at = f"{where}.stages[{s.name}]"
+        for field, template in (("system", s.system), ("prompt", s.prompt)):
+            for path in references(template or ""):
+                if path[0] != INPUT and path[0] not in up:
+                    problems.append(
+                        f"{at}.{field}: {{{{{'.'.join(path)}}}}} is neither the input nor "
+                        "an upstream stage"
+                    )
+        for field, stages in (("unless_agree", s.unless_agree), ("vote", s.vote)):
+            problems += [f"{at}.{field}: {u!r} is not upstream" for u in stages if u not in up]
+        if s.parse == "regex":
+            try:
+                re.compile(s.pattern or "")
+            except re.error as err:
+                problems.append(f"{at}.pattern: invalid regular expression ({err})")
+            if not s.pattern:
+                problems.append(f"{at}.pattern: required with parse: regex")
+    # Several sinks and no ``output`` is fine for routing-only specs; the executor says so.
+    if spec.output is not None and spec.output not in spec.stage_names:
+        problems.append(f"{where}.output: unknown stage {spec.output!r}")
     return problems
 
 
