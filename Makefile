@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything.
 PY := .venv/bin/python
 
-.PHONY: setup demo test lint unit bench-overhead
+.PHONY: setup demo demo-sim test lint unit bench-overhead audit soak
 
 setup:
 	bash scripts/setup.sh
@@ -9,8 +9,12 @@ setup:
 demo: setup
 	$(PY) -m aragog.demo
 
+# The same live view on a simulated H100 fleet with real recorded answers (no engines).
+demo-sim: setup
+	$(PY) -m aragog.demo --sim
+
 lint:
-	.venv/bin/ruff check aragog tests benchmarks scripts
+	.venv/bin/ruff check aragog tests benchmarks scripts examples
 	.venv/bin/ruff format --check aragog
 	.venv/bin/mypy aragog
 
@@ -28,3 +32,12 @@ bench-overhead: setup
 # writes benchmarks/sim/RESULTS.md, out/*.csv and out/*.png. ~10-20 min on 2 cores.
 bench-sim: setup
 	$(PY) benchmarks/sim/run.py
+
+# Known-vulnerability check of .venv (allowlist: audit-allowlist.txt). Offline it says the
+# audit was not done and passes; AUDIT_STRICT=1 makes that an error.
+audit:
+	$(PY) scripts/audit.py
+
+# Sustained mixed load with the gateway's RSS over time (a few minutes; SOAK_ARGS=...).
+soak:
+	$(PY) benchmarks/soak.py $(SOAK_ARGS)

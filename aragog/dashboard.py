@@ -97,6 +97,8 @@ def workflows_table(workflows: list[WorkflowView], colours: dict[str, str]) -> T
             _ms(w["wait_mean_s"]),
             f"router fallbacks {w['router_fallbacks']}" if w["router_fallbacks"] else "",
         )
+        if not w["calls"]:
+            continue  # an idle workflow: its stages would only be rows of dashes
         for s in w["stages"]:
             t.add_row(
                 f"  {s['name']}", str(sum(s["mix"].values())), "", "", mix_bar(s["mix"], colours)

@@ -181,7 +181,7 @@ def summary(driver: Driver, last: StatusView | None, base: str, ports: list[int]
     if driver.failed:
         lines.append(f"  failed requests: {dict(driver.failed)}")
     if last is not None:
-        for w in last["workflows"]:
+        for w in (w for w in last["workflows"] if w["calls"]):
             lines.append(
                 f"  {w['name']} ({w['policy']}): {w['calls']} calls, mean wait "
                 f"{(w['wait_mean_s'] or 0) * 1000:.0f} ms"

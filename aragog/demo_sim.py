@@ -56,16 +56,13 @@ class Outcome:
     def row(self) -> list[str]:
         done = self.finished
         lat = sorted(r.latency for r in done)
-        span = max((r.finish or 0.0 for r in done), default=0.0) - min(
-            (r.arrival for r in self.results), default=0.0
-        )
         acc = statistics.fmean(r.correct for r in self.results) if self.results else 0.0
         return [
             self.policy,
             f"{len(done)}/{len(self.results)}" + (" (overloaded)" if self.stopped_early else ""),
-            f"{len(done) / span:.2f}" if span > 0 else "-",
             f"{statistics.median(lat):.1f}" if lat else "-",
             f"{lat[round(0.95 * (len(lat) - 1))]:.1f}" if lat else "-",
+            f"{lat[round(0.99 * (len(lat) - 1))]:.1f}" if lat else "-",
             f"{acc:.1%}",
             f"{(acc - self.largest_accuracy) * 100:+.1f}",
             f"{statistics.fmean(r.cost for r in done):.0f}" if done else "-",
@@ -199,9 +196,9 @@ def summary(outcomes: Sequence[Outcome], wd: WorkflowData) -> Table:
     for col in (
         "policy",
         "finished",
-        "req/s",
         "p50 s",
         "p95 s",
+        "p99 s",
         "accuracy",
         "vs all-largest (pts)",
         "mean cost (B params)",

