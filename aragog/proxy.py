@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
 
+from aragog import http11
 from aragog.config import UpstreamConfig
 from aragog.fleet.snapshot import EngineRef
 from aragog.retry import Failure
@@ -53,35 +54,96 @@ def make_client(cfg: UpstreamConfig, engines: int) -> httpx.AsyncClient:
     )
 
 
-def upstream_timeouts(cfg: UpstreamConfig) -> tuple[httpx.Timeout, httpx.Timeout]:
-    """(non-streamed, streamed) per-read timeouts, built once: for a streamed call a read
-    waits at most the idle gap between events; the first event has its own deadline."""
-    whole = httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s)
-    streamed = httpx.Timeout(cfg.idle_timeout_s, connect=cfg.connect_timeout_s)
-    return whole, streamed
+class UpstreamResponse(Protocol):
+    """What the relay needs of an engine's answer (an ``httpx.Response`` is one)."""
+
+    @property
+    def status_code(self) -> int: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def aread(self) -> bytes: ...
+
+    def aiter_raw(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Upstream(Protocol):
+    """The one-method seam between the gateway and its engines. Implementations raise
+    httpx's exception types, so callers handle one exception tree."""
+
+    async def post(
+        self, engine: EngineRef, path: str, body: bytes, stream: bool
+    ) -> UpstreamResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+class HttpxUpstream:
+    """Through an ``httpx.AsyncClient``: any transport (tests use in-process fakes), TLS.
+
+    Timeouts, built once: a whole answer may take ``read_timeout_s`` per read; for a stream a
+    read waits at most the idle gap between events (the first event has its own deadline,
+    kept by the caller)."""
+
+    def __init__(self, client: httpx.AsyncClient, cfg: UpstreamConfig) -> None:
+        self._client = client
+        self._timeouts = (
+            httpx.Timeout(cfg.read_timeout_s, connect=cfg.connect_timeout_s),
+            httpx.Timeout(cfg.idle_timeout_s, connect=cfg.connect_timeout_s),
+        )
+
+    async def post(
+        self, engine: EngineRef, path: str, body: bytes, stream: bool
+    ) -> UpstreamResponse:
+        headers = {"content-type": "application/json"}
+        if engine.api_key:
+            headers["authorization"] = f"Bearer {engine.api_key}"
+        request = self._client.build_request(
+            "POST", engine.url + path, content=body, headers=headers,
+            timeout=self._timeouts[stream],
+        )  # fmt: skip
+        return await self._client.send(request, stream=stream)
+
+    async def aclose(self) -> None:
+        return None  # the client is its creator's to close (it also serves the poller)
+
+
+class FastUpstream:
+    """Plain-http engines through ``aragog.http11`` (the hot path); others through httpx."""
+
+    def __init__(self, cfg: UpstreamConfig, tls: HttpxUpstream) -> None:
+        self._client = http11.Client(cfg.max_connections_per_engine)
+        self._tls = tls
+        self._connect_s = cfg.connect_timeout_s
+        self._read_s = (cfg.read_timeout_s, cfg.idle_timeout_s)
+        self._auth: dict[str, bytes] = {}
+
+    async def post(
+        self, engine: EngineRef, path: str, body: bytes, stream: bool
+    ) -> UpstreamResponse:
+        if not engine.url.startswith("http://"):
+            return await self._tls.post(engine, path, body, stream)
+        auth = self._auth.get(engine.engine_id)
+        if auth is None:
+            key = engine.api_key
+            auth = f"authorization: Bearer {key}\r\n".encode() if key else b""
+            self._auth[engine.engine_id] = auth
+        pool = self._client.pool(engine.url)
+        return await pool.post(path, body, auth, self._connect_s, self._read_s[stream])
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
 
 async def send(
-    client: httpx.AsyncClient,
-    engine: EngineRef,
-    path: str,
-    body: bytes,
-    stream: bool,
-    timeouts: httpx.Timeout | None = None,
-) -> httpx.Response:
+    upstream: Upstream, engine: EngineRef, path: str, body: bytes, stream: bool
+) -> UpstreamResponse:
     """POST to the engine; transport failures come back as ``UpstreamError``."""
-    headers = {"content-type": "application/json"}
-    if engine.api_key:
-        headers["authorization"] = f"Bearer {engine.api_key}"
-    request = client.build_request(
-        "POST",
-        engine.url + path,
-        content=body,
-        headers=headers,
-        timeout=httpx.USE_CLIENT_DEFAULT if timeouts is None else timeouts,
-    )
     try:
-        return await client.send(request, stream=stream)
+        return await upstream.post(engine, path, body, stream)
     except httpx.HTTPError as err:
         failure = classify(err)
         what = "timed out" if failure is Failure.TIMEOUT else f"unreachable ({type(err).__name__})"
@@ -126,7 +188,7 @@ def usage_event(event: bytes) -> Usage | None:
 
 
 async def relay_sse(
-    upstream: httpx.Response,
+    upstream: UpstreamResponse,
     strip_usage: bool,
     on_first: Callable[[], None],
     on_usage: Callable[[Usage], None],

@@ -20,7 +20,7 @@ from aragog.api.auth import AuthMiddleware
 from aragog.api.errors import ApiError, error_response
 from aragog.api.gateway import Gateway
 from aragog.config import GatewayConfig
-from aragog.proxy import make_client
+from aragog.proxy import FastUpstream, HttpxUpstream, make_client
 from aragog.state import RequestStore
 from aragog.workflow.executor import Executor
 from aragog.workflow.spec import WorkflowSpec
@@ -43,7 +43,10 @@ def create_app(
     off leaves snapshots to the caller (``gateway.poller.poll_once()``)."""
     own_client = client is None
     http = client or make_client(cfg.upstream, sum(len(m.engines) for m in cfg.fleet.models))
-    gw = Gateway(cfg, workflows, http, clock, store)
+    # The engines' hot path goes through the lean HTTP/1.1 client unless a test hands in its
+    # own httpx client (in-process fake engines).
+    upstream = FastUpstream(cfg.upstream, HttpxUpstream(http, cfg.upstream)) if own_client else None
+    gw = Gateway(cfg, workflows, http, clock, store, upstream)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

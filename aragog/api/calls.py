@@ -24,7 +24,15 @@ from aragog.api.tagging import Tags, extract_tags
 from aragog.fleet.health import Outcome
 from aragog.fleet.load import least_loaded
 from aragog.fleet.snapshot import EngineRef
-from aragog.proxy import UpstreamError, Usage, classify, relay_sse, send, usage_from
+from aragog.proxy import (
+    UpstreamError,
+    UpstreamResponse,
+    Usage,
+    classify,
+    relay_sse,
+    send,
+    usage_from,
+)
 from aragog.retry import RETRYABLE_STATUS, Attempt, Failure, should_retry
 from aragog.scheduler.base import Dispatch, NoCapacity, Policy, StageCall
 from aragog.scheduler.jit import QueueFull
@@ -455,7 +463,7 @@ async def _try(
     abort = anyio.CancelScope()
     aborts = gw.aborts.setdefault(engine.engine_id, set())
     aborts.add(abort)
-    upstream: httpx.Response | None = None
+    upstream: UpstreamResponse | None = None
     up = gw.cfg.upstream
     try:
         with abort:
@@ -492,9 +500,9 @@ async def _try(
 
 async def _send(
     gw: Gateway, engine: EngineRef, path: str, payload: bytes, stream: bool
-) -> httpx.Response:
+) -> UpstreamResponse:
     try:
-        return await send(gw.client, engine, path, payload, stream, gw.timeouts[stream])
+        return await send(gw.upstream, engine, path, payload, stream)
     except UpstreamError as err:
         raise _Failed(err.failure, str(err)) from None
 
@@ -508,7 +516,7 @@ async def _first_event(events: AsyncGenerator[bytes, None], engine_id: str) -> b
         raise _Failed(classify(err), f"engine {engine_id} failed before its first event") from None
 
 
-async def _whole(call: CallRecord, upstream: httpx.Response) -> Response:
+async def _whole(call: CallRecord, upstream: UpstreamResponse) -> Response:
     """A whole (non-streamed, or error) answer: nothing has reached the client yet, so any
     failure here, or an engine 502/503/504, may still be retried elsewhere."""
     eid = call.placed.engine.engine_id
@@ -543,7 +551,7 @@ _OVERTIME_ERROR = _stream_error("call exceeded the gateway's total timeout", "up
 async def _relay(
     gw: Gateway,
     call: CallRecord,
-    upstream: httpx.Response,
+    upstream: UpstreamResponse,
     first: bytes,
     events: AsyncGenerator[bytes, None],
     deadline: float,

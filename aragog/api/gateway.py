@@ -16,7 +16,7 @@ from aragog.fleet.load import InFlight
 from aragog.fleet.metrics import EngineMetrics
 from aragog.fleet.poller import FleetPoller
 from aragog.fleet.snapshot import FleetSnapshot, ScrapeFailure, ScrapeResult, engine_refs
-from aragog.proxy import upstream_timeouts
+from aragog.proxy import HttpxUpstream, Upstream
 from aragog.router.artifact import ArtifactError
 from aragog.router.embedders import Embedder, OpenAIEmbedder, make_embedder
 from aragog.router.once import OncePerRequest
@@ -55,6 +55,7 @@ class Gateway:
         client: httpx.AsyncClient,
         clock: Callable[[], float] = time.monotonic,
         store: RequestStore | None = None,
+        upstream: Upstream | None = None,
     ) -> None:
         self.cfg = cfg
         self.workflows = dict(workflows)
@@ -68,7 +69,7 @@ class Gateway:
         # With a shared store, siblings placed on other replicas are invisible to this
         # scheduler's in-memory view, so the store must arbitrate prefix consistency.
         self.shared_store = not isinstance(self.store, MemoryStore)
-        self.timeouts = upstream_timeouts(cfg.upstream)
+        self.upstream: Upstream = upstream or HttpxUpstream(client, cfg.upstream)
         self.breakers = Breakers(
             [r.engine_id for r in self.refs], cfg.breaker, clock, self._breaker_changed
         )
@@ -157,7 +158,8 @@ class Gateway:
         return QueuedPolicy(self.scheduler, table, pc, self.cost, self.store)
 
     async def aclose(self) -> None:
-        """Release what the gateway opened itself (a shared store's connections)."""
+        """Release what the gateway opened itself (engine connections, a shared store's)."""
+        await self.upstream.aclose()
         close = getattr(self.store, "aclose", None)
         if close is not None:
             await close()

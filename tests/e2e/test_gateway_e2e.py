@@ -12,7 +12,7 @@ import pytest
 from openai import OpenAI
 
 from aragog.localfleet import LocalFleet
-from tests.e2e.conftest import scrape
+from tests.e2e.conftest import SMALL_MAX_SEQS, scrape
 
 pytestmark = pytest.mark.e2e
 MSG = [{"role": "user", "content": "Say something about queues."}]
@@ -125,7 +125,9 @@ def test_snapshot_shows_real_queueing(client: OpenAI, gateway_url: str) -> None:
         for f in futures:
             f.result()
     assert peak_waiting >= 1, "the scraped snapshot never showed a waiting request"
-    assert peak_inflight >= 6
+    # More in flight than the engine runs at once (how many more depends on how fast eight
+    # threads get going on this shared 2-core machine).
+    assert peak_inflight > SMALL_MAX_SEQS, (peak_inflight, peak_waiting)
     assert _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-s") == 0
 
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from aragog.api.app import create_app
 from aragog.api.gateway import Gateway
 from aragog.config import parse_config
+from aragog.proxy import HttpxUpstream
 from aragog.workflow.spec import WorkflowSpec
 from tests.fake_engine import FakeEngine, HostRouter
 
@@ -188,11 +189,12 @@ async def test_engine_error_passes_through_and_frees_slot(env: Env) -> None:
 
 async def test_unreachable_engine_is_502_and_no_engine_is_503(env: Env) -> None:
     gw = env.gw
-    scraper = gw.client
-    gw.client = httpx.AsyncClient(transport=httpx.MockTransport(_refuse))
+    working = gw.upstream
+    refusing = httpx.AsyncClient(transport=httpx.MockTransport(_refuse))
+    gw.upstream = HttpxUpstream(refusing, gw.cfg.upstream)
     assert_openai_error(await env.chat(model="large"), 502, "upstream_unavailable")
     assert gw.inflight.get("large@large") == 0
-    gw.client = scraper
+    gw.upstream = working
     env.engines["large"].fail_metrics = True
     env.now += 10  # past the staleness cutoff
     await gw.poller.poll_once()

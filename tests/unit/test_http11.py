@@ -153,3 +153,23 @@ async def test_abandoned_stream_is_not_reused(serve, client: Client) -> None:  #
     resp = await pool.post("/", b"", b"", 1, 1)
     assert await resp.aread() == b"abc"
     assert server.connections == 2
+
+
+def test_works_under_uvloop() -> None:
+    """The gateway serves on uvloop, whose transports are not asyncio.Transport subclasses."""
+    import uvloop
+
+    async def main() -> list[bytes]:
+        server = Server(lambda req: whole(b"ok"))
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        url = f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}"
+        client = Client(2)
+        try:
+            return [await (await client.pool(url).post("/", b"", b"", 1, 1)).aread()
+                    for _ in range(3)]
+        finally:
+            await client.aclose()
+            srv.close()
+            await srv.wait_closed()
+
+    assert uvloop.run(main()) == [b"ok"] * 3
