@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 import httpx
 import orjson
@@ -77,22 +77,22 @@ def create_app(
     return app
 
 
+def _endpoint(gw: Gateway, ep: calls.Endpoint) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        return await calls.handle(gw, request, ep)
+
+    return endpoint
+
+
 def _routes(app: FastAPI, gw: Gateway, executor: Executor) -> None:
     @app.post("/v1/workflows/{name}/runs")
     async def run_workflow(request: Request, name: str) -> Response:
         return await runs.handle_run(gw, executor, request, name)
 
-    @app.post("/v1/chat/completions")
-    async def chat(request: Request) -> Response:
-        return await calls.handle(gw, request, calls.CHAT)
-
-    @app.post("/v1/completions")
-    async def completions(request: Request) -> Response:
-        return await calls.handle(gw, request, calls.COMPLETIONS)
-
-    @app.post("/v1/embeddings")
-    async def embeddings(request: Request) -> Response:
-        return await calls.handle(gw, request, calls.EMBEDDINGS)
+    # The OpenAI routes are plain Starlette routes: they read the raw request themselves,
+    # so FastAPI's per-call dependency solving would be pure overhead on the hot path.
+    for ep in (calls.CHAT, calls.COMPLETIONS, calls.EMBEDDINGS):
+        app.router.add_route(ep.path, _endpoint(gw, ep), methods=["POST"])
 
     @app.get("/v1/models")
     async def models() -> Response:
