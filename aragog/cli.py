@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aragog import runcli
 from aragog.config import ConfigError, GatewayConfig, load_config
 from aragog.router import cli as router_cli
 from aragog.workflow.spec import WorkflowSpec, load_workflows
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 
 def load_all(path: str) -> tuple[GatewayConfig, dict[str, WorkflowSpec]]:
@@ -34,9 +40,18 @@ def _serve(args: argparse.Namespace) -> int:
     from aragog.api.app import create_app
 
     cfg, workflows = load_all(args.config)
-    app = create_app(cfg, workflows)
+    workers = args.workers or cfg.server.workers
+    if workers > 1 and cfg.store.backend == "memory":
+        raise ConfigError(
+            args.config, ["--workers: more than one worker needs store.backend: redis"]
+        )
+    # Several workers each build the app from the config (uvicorn imports a factory), with
+    # their own poller and scheduler; request state is shared through the store.
+    os.environ[CONFIG_ENV] = str(Path(args.config).resolve())
     uvicorn.run(
-        app,
+        "aragog.cli:app_from_env" if workers > 1 else create_app(cfg, workflows),
+        factory=workers > 1,
+        workers=workers,
         host=args.host or cfg.server.host,
         port=args.port if args.port is not None else cfg.server.port,
         loop="uvloop" if sys.platform != "win32" else "asyncio",
@@ -45,6 +60,16 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=False,  # per-call logging costs more than the gateway itself
     )
     return 0
+
+
+CONFIG_ENV = "ARAGOG_CONFIG"
+
+
+def app_from_env() -> FastAPI:
+    """The app of one worker process, from the config ``aragog serve`` named."""
+    from aragog.api.app import create_app
+
+    return create_app(*load_all(os.environ[CONFIG_ENV]))
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -92,6 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="gateway YAML config")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, help="gateway processes (default: config)")
     serve.add_argument("--log-level", default="info")
     serve.set_defaults(func=_serve)
     check = sub.add_parser("check", help="validate a config and its workflows, then exit")

@@ -230,6 +230,9 @@ class SchedulerConfig(_Strict):
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(
+        default=1, ge=1, le=64, description="gateway processes; more than one needs a shared store"
+    )
 
 
 class GatewayConfig(_Strict):
@@ -301,6 +304,9 @@ def _cross_check(cfg: GatewayConfig) -> list[str]:
         problems.append("auth: protect_metrics/protect_status need at least one key in auth.keys")
     if cfg.store.backend == "redis" and cfg.store.redis_url is None:
         problems.append("store.redis_url: required for the redis backend")
+    if cfg.server.workers > 1 and cfg.store.backend == "memory":
+        # Calls of one workflow request may land on any worker: their state must be shared.
+        problems.append("server.workers: more than one worker needs store.backend: redis")
     if cfg.poller.timeout_s >= cfg.poller.stale_after_s:
         problems.append("poller.timeout_s: must be below poller.stale_after_s")
     for key, cap in cfg.scheduler.capacity.items():

@@ -43,6 +43,8 @@ def problems(data: Any) -> list[str]:
         (fleet(poller={"timeout_s": 5, "stale_after_s": 2}),
          "poller.timeout_s: must be below poller.stale_after_s"),
         (fleet(workflows={"w": {"policy": "magic"}}), "workflows.w.policy: Input should be"),
+        (fleet(server={"workers": 2}),
+         "server.workers: more than one worker needs store.backend: redis"),
         ({"fleet": {"models": [{"name": "s", "cost": 1, "engines": [
             {"url": "http://h", "api_key": "${ARAGOG_TEST_UNSET_VAR}"}]}]}},
          "fleet.models[0].engines[0].api_key: environment variable ARAGOG_TEST_UNSET_VAR is not "
