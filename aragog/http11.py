@@ -23,8 +23,9 @@ from urllib.parse import urlsplit
 import httptools
 import httpx
 
-# Past this much unread body, stop reading the socket until the relay catches up.
-_HIGH_WATER = 256 * 1024
+# Past this much unread body, stop reading the socket until the relay catches up, so a slow
+# client slows the engine's stream instead of the gateway buffering it.
+_HIGH_WATER = 64 * 1024
 
 
 class _Conn(asyncio.Protocol):
