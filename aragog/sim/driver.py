@@ -72,6 +72,8 @@ class SimSetup:
     scrape_interval_s: float = 0.1
     drain_s: float = 600.0  # after the last arrival, at most this long to finish
     max_queue: int = 3000  # meta-queue (or engine queue) length that stops the run: overload
+    slo_s: float | None = None  # with it, stop once > late_fraction of requests exceed it
+    late_fraction: float = 0.05
 
 
 class Simulation:
@@ -104,7 +106,8 @@ class Simulation:
             self.policy = QueuedPolicy(
                 self.scheduler, self._table, setup.policy, setup.cost, self._store
             )
-        self._active = 0
+        self._active: dict[str, float] = {}  # request id -> arrival, oldest first
+        self._late = 0  # finished later than the SLO
 
     # -- the injected clock and fleet view --------------------------------------------------
 
@@ -155,6 +158,9 @@ class Simulation:
             else:
                 self._snap = self._take_snapshot()
                 self.scheduler.on_snapshot(self._snap)
+                if self._over_slo():
+                    self.stats.stopped_early = True
+                    break
                 if self._active or self.now < last:
                     self._push(t + self.s.scrape_interval_s, _SCRAPE, None)
             await _settle(loop)
@@ -177,6 +183,21 @@ class Simulation:
                 self.results.append(RequestResult(a.request_id, a.at, None, False, (), 0, 0.0))
         return self.results
 
+    def _over_slo(self) -> bool:
+        """More than ``late_fraction`` of all requests already exceed the SLO (finished late
+        or still running past it): the p95 verdict is known, so an overloaded run stops
+        here instead of simulating an ever longer queue (each round scans all of it)."""
+        slo = self.s.slo_s
+        if slo is None:
+            return False
+        limit = self.s.late_fraction * len(self.arrivals)
+        late = self._late
+        for arrived in self._active.values():
+            if self.now - arrived <= slo or late > limit:
+                break
+            late += 1
+        return late > limit
+
     def _schedule_engines(self) -> None:
         for eid, e in self.engines.items():
             nt = e.next_time
@@ -187,7 +208,7 @@ class Simulation:
     # -- one request: the agent client and the gateway's call path ----------------------
 
     async def _request(self, a: Arrival) -> None:
-        self._active += 1
+        self._active[a.request_id] = a.at
         spec, q = self.s.spec, a.question
         wf = spec.name
         state = RequestState(wf, a.request_id, a.at, viable=q.viable)
@@ -213,7 +234,9 @@ class Simulation:
         self.results.append(
             RequestResult(a.request_id, a.at, self.now, out.correct, config, len(chosen), cost)
         )
-        self._active -= 1
+        del self._active[a.request_id]
+        if self.s.slo_s is not None and self.now - a.at > self.s.slo_s:
+            self._late += 1
 
     async def _call(
         self,

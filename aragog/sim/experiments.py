@@ -34,6 +34,7 @@ from aragog.workflow.spec import WorkflowSpec
 
 POLICIES = ("aragog", "greedy", "per-input", "per-input-load", "per-workflow", "largest")
 SLO_FACTOR = 5.0  # p95 latency must stay within 5x the unloaded all-largest p95
+MIN_SLOS = 4  # a run's arrivals last at least this many SLOs (at most max_requests)
 UNFINISHED = 1e9  # latency recorded for a request the run stopped before finishing
 
 
@@ -109,12 +110,14 @@ def run_point(
     trace: Sequence[float] | None = None,
     params: EngineParams | None = None,
     min_duration: float = 0.0,
+    slo: float | None = None,
+    max_requests: int = 4000,
 ) -> tuple[Point, list[RequestResult]]:
     """At least ``n`` requests and at least ``min_duration`` seconds of arrivals: a
     steady state must last long enough against the SLO for overload to show as a growing
     queue rather than a burst the engines absorb."""
     rng = np.random.default_rng(seed)
-    horizon = max(n / rate, min_duration)
+    horizon = min(max(n / rate, min_duration), max(n, max_requests) / rate)
     times = trace_times(trace, rate, horizon, rng) if trace else poisson_times(rate, horizon, rng)
     arr = arrivals(wd.questions, times, rng)
     setup = SimSetup(
@@ -125,6 +128,7 @@ def run_point(
         sched=SchedulerConfig(max_queue=10**6),
         profiles=profiles(fleet.layout, fleet.cals),
         engine_models=engine_ids(fleet.layout),
+        slo_s=slo,
     )
     sim = Simulation(setup, make_engines(fleet.layout, fleet.models, params), arr)
     started = time.perf_counter()
@@ -202,7 +206,9 @@ def max_sustainable(
     points: list[Point] = []
 
     def ok(rate: float) -> bool:
-        p, _ = run_point(wd, fleet, policy, rate, n, seed, width, trace, min_duration=8 * slo)
+        p, _ = run_point(
+            wd, fleet, policy, rate, n, seed, width, trace, min_duration=MIN_SLOS * slo, slo=slo
+        )
         points.append(p)
         return p.sustained(slo)
 

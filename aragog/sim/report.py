@@ -4,12 +4,31 @@ them, and the hand-written reading (``analysis.md`` next to the output, if prese
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from aragog.sim.experiments import POLICIES, SLO_FACTOR, Point
+from aragog.sim.experiments import MIN_SLOS, POLICIES, SLO_FACTOR, Point
 from aragog.sim.perf import Check
 
-MaxKey = tuple[str, str, int, bool, bool]  # workflow, policy, beam width, 4 GPUs, trace
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One maximum-throughput search; the defaults are the main experiment."""
+
+    workflow: str
+    policy: str
+    width: int = 4
+    gpus4: bool = False  # the 4-GPU fleet instead of 8
+    trace: bool = False  # Splitwise-shaped arrivals instead of Poisson
+    oracle: bool = False  # C(r) = the true viable set (router upper bound)
+
+    def describe(self) -> str:
+        parts = [f"beam {self.width}"]
+        parts.append("4 GPUs" if self.gpus4 else "8 GPUs")
+        parts.append("Splitwise-shaped" if self.trace else "Poisson")
+        parts.append("oracle C(r)" if self.oracle else "trained C(r)")
+        return ", ".join(parts)
+
 
 PAPER = (
     "Paper (arXiv 2511.20975, 8xH100, SGLang): max throughput +50-217% and median latency "
@@ -26,7 +45,7 @@ def write_results(
     path: Path,
     checks: Sequence[Check],
     slos: Mapping[str, float],
-    maxes: Mapping[MaxKey, float],
+    maxes: Mapping[Job, float],
     peak: Mapping[tuple[str, str], Point],
     common: Mapping[str, float],
     *,
@@ -40,7 +59,8 @@ def write_results(
         "",
         f"Produced by `make bench-sim` (`.venv/bin/python benchmarks/sim/run.py --seed {seed}"
         f"{' --quick' if quick else ''}`) in {wall_s / 60:.1f} min on this 2-core machine. "
-        "CSVs and the throughput-latency plot are in `benchmarks/sim/out/`.",
+        "CSVs are in `benchmarks/sim/out/` (not committed); the plot is "
+        "`throughput_latency.png` here.",
         "",
         PAPER,
         "",
@@ -56,9 +76,10 @@ def write_results(
         "## Maximum sustainable throughput (requests/s)",
         "",
         f"Sustained = every request finished and p95 end-to-end latency <= SLO = {SLO_FACTOR:g}x "
-        "the p95 all-largest latency with one request in the system; at least "
-        f"{n} requests and 8 SLOs of Poisson arrivals per run; doubling then 3 bisection steps "
-        "(resolution ~1/8 of the rate).",
+        "the p95 all-largest latency with one request in the system. A run has at least "
+        f"{n} requests and {MIN_SLOS} SLOs of Poisson arrivals (at most 4000 requests) and "
+        "stops as failed once over 5% of its requests exceed the SLO; the rate doubles from "
+        "1/s until a run fails, then 2 bisection steps (resolution 1/4 of the last doubling).",
         "",
         "| workflow | SLO (s) | "
         + " | ".join(POLICIES)
@@ -66,7 +87,7 @@ def write_results(
         "|---|---:|" + "---:|" * len(POLICIES) + "---:|---:|",
     ]
     for wf, slo in slos.items():
-        r = {p: maxes.get((wf, p, 4, False, False), 0.0) for p in POLICIES}
+        r = {p: maxes.get(Job(wf, p), 0.0) for p in POLICIES}
         lines.append(
             f"| {wf} | {slo:.1f} | "
             + " | ".join(f"{r[p]:.2f}" for p in POLICIES)
@@ -87,23 +108,26 @@ def write_results(
             f"{p.accuracy * 100:.1f}% | {(p.accuracy - p.largest_accuracy) * 100:+.1f} | "
             f"{p.mean_cost:.1f} |"
         )
-    abl = [(k, v) for k, v in maxes.items() if k[2:] != (4, False, False)]
+    abl = sorted(
+        ((k, v) for k, v in maxes.items() if k != Job(k.workflow, k.policy)),
+        key=lambda kv: (kv[0].oracle, kv[0].gpus4, kv[0].trace, kv[0].workflow, kv[0].policy),
+    )
     if abl:
         lines += [
             "",
             "## Ablations (max sustainable requests/s)",
             "",
-            "| workflow | policy | beam width | fleet | arrivals | max rate |",
-            "|---|---|---:|---|---|---:|",
+            "Each row against the same policy in the main experiment (8 GPUs, Poisson, trained "
+            "C(r), beam 4). *Oracle C(r)* is the true viable set from the held-out recorded "
+            "outcomes: the router's upper bound, not a deployable result.",
+            "",
+            "| workflow | policy | setting | max rate | main experiment |",
+            "|---|---|---|---:|---:|",
         ]
-        for (wf, pol, width, g4, tr), v in sorted(abl):
-            fleet = "4 GPUs" if g4 else "8 GPUs"
-            arr = "Splitwise-shaped" if tr else "Poisson"
-            lines.append(f"| {wf} | {pol} | {width} | {fleet} | {arr} | {v:.2f} |")
-        for wf in slos:
-            base = maxes.get((wf, "aragog", 4, False, False))
-            if base is not None:
-                lines.append(f"| {wf} | aragog | 4 | 8 GPUs | Poisson | {base:.2f} |")
+        for k, v in abl:
+            base = maxes.get(Job(k.workflow, k.policy))
+            ref = f"{base:.2f}" if base is not None else "-"
+            lines.append(f"| {k.workflow} | {k.policy} | {k.describe()} | {v:.2f} | {ref} |")
     analysis = path.parent / "analysis.md"
     if analysis.exists():
         lines += ["", analysis.read_text().rstrip()]

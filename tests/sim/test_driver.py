@@ -69,3 +69,23 @@ def test_policies_use_their_configurations(setup: tuple[WorkflowData, Fleet]) ->
     _, ours = run_point(wd, fleet, "aragog", rate=5.0, n=40, seed=1)
     for r in ours:
         assert any(v[: r.calls] == r.config[: r.calls] for v in allowed)
+
+
+def test_overload_stops_early_and_counts_as_failed(setup: tuple[WorkflowData, Fleet]) -> None:
+    wd, fleet = setup
+    point, results = run_point(wd, fleet, "largest", rate=400.0, n=400, seed=2, slo=1.0)
+    assert point.stopped_early and not point.sustained(1.0)
+    assert len(results) == point.n and point.finished < point.n  # unfinished still reported
+
+
+def test_trace_arrivals_keep_the_requested_mean_rate() -> None:
+    import numpy as np
+
+    from aragog.sim.workload import read_trace, trace_times
+
+    trace = read_trace(DATA / "vidur" / "processed_traces" / "splitwise_conv.csv.gz")
+    times = trace_times(trace, 5.0, 200.0, np.random.default_rng(0))
+    # the trace's own rate drifts over a window, so the count is only near 5/s x 200 s
+    assert 500 < len(times) < 1500
+    gaps = np.diff(times)
+    assert gaps.std() / gaps.mean() > 0.9  # Splitwise conv gaps: CV ~1.1 (near Poisson)
