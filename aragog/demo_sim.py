@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from aragog.api.status import EngineView, StageView, StatusView
+from aragog.api.status import StageView, StatusView, engine_view
 from aragog.config import SchedulerConfig
 from aragog.dashboard import render
 from aragog.router.builders import default_data_dir
@@ -72,23 +72,7 @@ class Outcome:
 def view(sim: Simulation, wd: WorkflowData, policy: str) -> StatusView:
     """The simulated gateway as a StatusView, so the live demo's renderer draws it."""
     ours = sim.scheduler.ours()
-    engines: list[EngineView] = []
-    for eid, st in sim.snapshot().engines.items():
-        m = st.metrics
-        engines.append(
-            {
-                "id": eid,
-                "model": st.ref.model,
-                "url": st.ref.url,
-                "healthy": st.healthy,
-                "running": m.running if m else 0.0,
-                "waiting": m.waiting if m else 0.0,
-                "kv_usage": m.kv_usage if m else 0.0,
-                "inflight": ours.get(eid, 0),
-                "scrape_errors": 0,
-                "last_error": None,
-            }
-        )
+    engines = [engine_view(st, ours.get(eid, 0)) for eid, st in sim.snapshot().engines.items()]
     done = [r for r in sim.results if r.finish is not None]
     stages: list[StageView] = []
     for i, stage in enumerate(wd.spec.stages):

@@ -80,13 +80,19 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_body(raw: bytes, ep: Endpoint) -> dict[str, Any]:
+def json_object(raw: bytes) -> dict[str, Any]:
+    """A request body that must be one JSON object, or the OpenAI-style 400 saying why."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
         raise bad_request(f"request body is not valid JSON: {err}", "invalid_json") from None
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object", "invalid_json")
+    return body
+
+
+def parse_body(raw: bytes, ep: Endpoint) -> dict[str, Any]:
+    body = json_object(raw)
     value = body.get(ep.required)
     if value is None or value == [] or value == "":
         raise bad_request(f"missing required field '{ep.required}'", param=ep.required)

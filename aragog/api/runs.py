@@ -13,7 +13,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aragog.api.calls import ClientGone, read_body, until_disconnect
+from aragog.api.calls import ClientGone, json_object, read_body, until_disconnect
 from aragog.api.errors import ApiError, bad_request, not_found
 from aragog.api.gateway import Gateway
 from aragog.workflow import forced
@@ -68,12 +68,7 @@ async def handle_run(gw: Gateway, ex: Executor, request: Request, name: str) -> 
 
 
 def _parse(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as err:
-        raise bad_request(f"request body is not valid JSON: {err}", "invalid_json") from None
-    if not isinstance(body, dict):
-        raise bad_request("request body must be a JSON object", "invalid_json")
+    body = json_object(raw)
     if "input" not in body:
         raise bad_request("missing required field 'input'", param="input")
     unknown = sorted(set(body) - {"input", "request_id"})

@@ -16,6 +16,7 @@ from typing import TypedDict
 from prometheus_client import CollectorRegistry
 
 from aragog.api.gateway import Gateway
+from aragog.fleet.snapshot import EngineState
 
 
 class EngineView(TypedDict):
@@ -120,28 +121,32 @@ def _mean(rows: Sequence[Sample], name: str, **match: str) -> float | None:
 # -- the view ------------------------------------------------------------------------------
 
 
+def engine_view(st: EngineState, inflight: int) -> EngineView:
+    """One engine's row, from its snapshot state and the calls we have on it."""
+    m = st.metrics
+    return {
+        "id": st.ref.engine_id,
+        "model": st.ref.model,
+        "url": st.ref.url,
+        "healthy": st.healthy,
+        "running": m.running if m else 0.0,
+        "waiting": m.waiting if m else 0.0,
+        "kv_usage": m.kv_usage if m else 0.0,
+        "inflight": inflight,
+        "scrape_errors": st.consecutive_errors,
+        "last_error": st.last_error,
+    }
+
+
 def collect(gw: Gateway) -> StatusView:
     rows = samples(gw.metrics.registry)
     ok, problems = gw.readiness()
     snap = gw.poller.snapshot
     ours = gw.scheduler.ours()
-    engines: list[EngineView] = []
-    for eid, st in snap.engines.items():
-        m = st.metrics
-        engines.append(
-            {
-                "id": eid,
-                "model": st.ref.model,
-                "url": st.ref.url,
-                "healthy": st.healthy,
-                "running": m.running if m else 0.0,
-                "waiting": m.waiting if m else 0.0,
-                "kv_usage": m.kv_usage if m else 0.0,
-                "inflight": max(ours.get(eid, 0), gw.inflight.get(eid)),
-                "scrape_errors": st.consecutive_errors,
-                "last_error": st.last_error,
-            }
-        )
+    engines = [
+        engine_view(st, max(ours.get(eid, 0), gw.inflight.get(eid)))
+        for eid, st in snap.engines.items()
+    ]
     return {
         "time": time.time(),
         "ready": ok,
