@@ -169,14 +169,16 @@ class Gateway:
         breaker is open."""
         return self.breakers.view(self.poller.snapshot)
 
-    def _observe_health(self, _: FleetSnapshot, results: Mapping[str, ScrapeResult]) -> None:
+    def _observe_health(self, snap: FleetSnapshot, results: Mapping[str, ScrapeResult]) -> None:
         for eid, res in results.items():
             if not isinstance(res, ScrapeFailure):
                 self.breakers.record(eid, Outcome.SUCCESS)
-            elif res.error == "ConnectError":  # nobody listening: the engine is down
+            elif res.error == "ConnectError" or not snap.engines[eid].healthy:
+                # Nobody listening, or silent past the staleness cutoff: down or hung.
                 self.breakers.record(eid, Outcome.REFUSED)
-            else:
-                self.breakers.record(eid, Outcome.FAILURE)
+            # Else a slow scrape of an engine heard from recently: a saturated engine answers
+            # /metrics late (its API server shares the CPU), which is load, not failure;
+            # taking it out would abort the very calls that keep it busy.
         self.breakers.advance()
 
     def _breaker_changed(self, engine_id: str, phase: Phase) -> None:
