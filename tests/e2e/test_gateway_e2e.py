@@ -108,14 +108,17 @@ def _engine_gauge(gateway_url: str, name: str, model: str) -> float:
 
 
 def test_snapshot_shows_real_queueing(client: OpenAI, gateway_url: str) -> None:
-    """Eight long calls on an engine that runs two at a time: the poller must see a queue."""
+    """Ten long calls on an engine that runs two at a time: the poller must see a queue.
+
+    Long (~10 s in all) because a saturated engine on two cores starves this sampler for
+    seconds at a time; short calls could all start and finish between two samples."""
     def long_call(_: int) -> None:
-        client.completions.create(model="tiny-s", prompt="x", max_tokens=300,
+        client.completions.create(model="tiny-s", prompt="x", max_tokens=900,
                                   extra_body={"ignore_eos": True})
 
     peak_waiting = peak_inflight = 0.0
-    with ThreadPoolExecutor(8) as pool:
-        futures = [pool.submit(long_call, i) for i in range(8)]
+    with ThreadPoolExecutor(10) as pool:
+        futures = [pool.submit(long_call, i) for i in range(10)]
         while not all(f.done() for f in futures):
             peak_waiting = max(peak_waiting, _engine_gauge(gateway_url, "aragog_engine_waiting",
                                                            "tiny-s"))
