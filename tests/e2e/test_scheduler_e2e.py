@@ -47,6 +47,9 @@ async def serving(fleet: LocalFleet, tmp: Path) -> AsyncIterator[tuple[str, Gate
             "capacity": {"tiny-s": {"saturation": SMALL_MAX_SEQS}},
             "default_saturation": 8,
         },
+        # This gateway shares the test's interpreter with the client threads that saturate
+        # tiny-s, so its poller can go seconds without running: not a sign of a hung engine.
+        poller={"timeout_s": 1.5, "stale_after_s": 30.0},
     )
     path = tmp / "gateway.yaml"
     path.write_text(json.dumps(cfg))
