@@ -55,7 +55,7 @@ def gateway_config(fleet: LocalFleet, **extra: Any) -> dict[str, Any]:
         # /metrics here, past the default scrape timeout and close to the default cutoff
         # (0.5 s and 2 s, right for engines with their own GPUs and cores). The fault tests
         # keep the defaults.
-        "poller": {"timeout_s": 1.5, "stale_after_s": 6.0},
+        "poller": {"timeout_s": 3.0, "stale_after_s": 30.0},
         "workflows_dir": str(REPO / "workflows" / "local"),
         "workflows": {"refine": {"policy": "largest"}, "voting": {"policy": "largest"}},
         **extra,
