@@ -24,12 +24,17 @@ from aragog.localfleet import MODELS_DIR, VLLM_PYTHON, EngineSpec, LocalFleet, f
 REPO = Path(__file__).resolve().parents[2]
 # tiny-s gets only two sequences so that a handful of calls makes it queue.
 SMALL_MAX_SEQS = 2
+# A generation long enough (seconds, even on a fast machine) that a test can observe and
+# then abandon it; the small and medium engines take the model's whole context for it.
+LONG_TOKENS = 2000
 
 
 def _specs() -> list[EngineSpec]:
     specs = [
-        EngineSpec("tiny-s", MODELS_DIR / "tiny-s", free_port(), max_num_seqs=SMALL_MAX_SEQS),
-        EngineSpec("tiny-m", MODELS_DIR / "tiny-m", free_port(), max_num_seqs=8),
+        EngineSpec("tiny-s", MODELS_DIR / "tiny-s", free_port(), max_num_seqs=SMALL_MAX_SEQS,
+                   max_model_len=2048),
+        EngineSpec("tiny-m", MODELS_DIR / "tiny-m", free_port(), max_num_seqs=8,
+                   max_model_len=2048),
         EngineSpec("tiny-l", MODELS_DIR / "tiny-l", free_port(), max_num_seqs=8),
     ]
     if (MODELS_DIR / "tiny-embed" / "config.json").is_file():
@@ -120,7 +125,7 @@ def client(gateway_url: str) -> Iterator[OpenAI]:
 def scrape(url: str) -> dict[str, float]:
     """``name{labels}`` -> value of a Prometheus page (enough for assertions)."""
     out = {}
-    for line in httpx.get(url + "/metrics", timeout=5).text.splitlines():
+    for line in httpx.get(url + "/metrics", timeout=60).text.splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
             out[key] = float(value)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 
 import httpx
 import openai
@@ -12,7 +13,7 @@ import pytest
 from openai import OpenAI
 
 from aragog.localfleet import LocalFleet
-from tests.e2e.conftest import SMALL_MAX_SEQS, scrape
+from tests.e2e.conftest import LONG_TOKENS, SMALL_MAX_SEQS, scrape
 
 pytestmark = pytest.mark.e2e
 MSG = [{"role": "user", "content": "Say something about queues."}]
@@ -107,55 +108,82 @@ def _engine_gauge(gateway_url: str, name: str, model: str) -> float:
                if k.startswith(name + "{") and f'model="{model}"' in k)
 
 
-def test_snapshot_shows_real_queueing(client: OpenAI, gateway_url: str) -> None:
-    """Ten long calls on an engine that runs two at a time: the poller must see a queue.
+def _until(cond: Callable[[], bool], timeout_s: float = 60.0) -> bool:
+    """Poll ``cond`` until true or ``timeout_s``: this shared 2-core machine can stall a
+    process for several seconds, so a check never depends on catching a short window."""
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
-    Long (~10 s in all) because a saturated engine on two cores starves this sampler for
-    seconds at a time; short calls could all start and finish between two samples."""
-    def long_call(_: int) -> None:
-        client.completions.create(model="tiny-s", prompt="x", max_tokens=900,
-                                  extra_body={"ignore_eos": True})
 
-    peak_waiting = peak_inflight = 0.0
-    with ThreadPoolExecutor(10) as pool:
-        futures = [pool.submit(long_call, i) for i in range(10)]
-        while not all(f.done() for f in futures):
-            peak_waiting = max(peak_waiting, _engine_gauge(gateway_url, "aragog_engine_waiting",
-                                                           "tiny-s"))
-            peak_inflight = max(peak_inflight,
-                                _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-s"))
-            time.sleep(0.05)
-        for f in futures:
-            f.result()
-    assert peak_waiting >= 1, "the scraped snapshot never showed a waiting request"
-    # More in flight than the engine runs at once (how many more depends on how fast eight
-    # threads get going on this shared 2-core machine).
-    assert peak_inflight > SMALL_MAX_SEQS, (peak_inflight, peak_waiting)
-    assert _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-s") == 0
+def _engine_counter(fleet: LocalFleet, model: str, *names: str) -> float:
+    """A metric as the engine itself reports it (summed over its label sets)."""
+    text = httpx.get(fleet.url(model) + "/metrics", timeout=60).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(names))
+
+
+async def test_snapshot_shows_real_queueing(gateway_url: str, fleet: LocalFleet) -> None:
+    """Ten long streams on an engine that runs two at a time: the gateway counts all of them
+    in flight and its poller sees the engine's queue; when the clients leave, every slot is
+    freed, in the gateway and in the engine.
+
+    The streams are long (the state under test lasts tens of seconds) and the test leaves as
+    soon as one scrape shows it, because this machine can stall a process for seconds."""
+    body = {"model": "tiny-s", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True,
+            "ignore_eos": True}
+
+    def gauge(page: dict[str, float], name: str) -> float:
+        return sum(v for k, v in page.items() if k.startswith(name + "{") and
+                   'model="tiny-s"' in k)
+
+    async with httpx.AsyncClient(timeout=120) as c:
+        async def stream() -> None:
+            async with c.stream("POST", gateway_url + "/v1/completions", json=body) as resp:
+                async for _ in resp.aiter_raw():
+                    pass
+
+        async def scrape_async() -> dict[str, float]:
+            text = (await c.get(gateway_url + "/metrics")).text
+            return {k: float(v) for k, _, v in (line.rpartition(" ") for line in
+                    text.splitlines() if line and not line.startswith("#"))}
+
+        tasks = [asyncio.create_task(stream()) for _ in range(10)]
+        seen: tuple[float, float] | None = None
+        try:
+            while seen is None and not all(t.done() for t in tasks):
+                page = await scrape_async()
+                inflight = gauge(page, "aragog_engine_inflight")
+                waiting = gauge(page, "aragog_engine_waiting")
+                if inflight > SMALL_MAX_SEQS and waiting >= 1:
+                    seen = inflight, waiting
+                await asyncio.sleep(0.1)
+        finally:
+            for t in tasks:
+                t.cancel()  # the clients leave mid-stream
+            await asyncio.gather(*tasks, return_exceptions=True)
+    assert seen is not None, "no scrape showed more in flight than running, and a queue"
+    assert _until(lambda: _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-s") == 0)
+    assert _until(lambda: _engine_counter(
+        fleet, "tiny-s", "vllm:num_requests_running", "vllm:num_requests_waiting") == 0)
 
 
 def test_client_disconnect_cancels_upstream(gateway_url: str, fleet: LocalFleet) -> None:
-    body = {"model": "tiny-m", "prompt": "x", "max_tokens": 900, "stream": True,
+    before = _engine_counter(fleet, "tiny-m", "vllm:generation_tokens_total")
+    body = {"model": "tiny-m", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True,
             "ignore_eos": True}
-    with httpx.stream("POST", gateway_url + "/v1/completions", json=body, timeout=30) as resp:
+    with httpx.stream("POST", gateway_url + "/v1/completions", json=body, timeout=60) as resp:
         assert resp.status_code == 200
         for i, _ in enumerate(resp.iter_raw()):
             if i >= 3:
                 break  # leave mid-stream
-    engine = fleet.url("tiny-m")
-    deadline = time.monotonic() + 10
-    running = 1.0
-    while time.monotonic() < deadline and running:
-        text = httpx.get(engine + "/metrics", timeout=5).text
-        running = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                      if line.startswith("vllm:num_requests_running"))
-        time.sleep(0.1)
-    assert running == 0, "the engine kept generating for a client that left"
-    deadline = time.monotonic() + 5
-    while _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-m") and \
-            time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-m") == 0
+    assert _until(lambda: _engine_counter(fleet, "tiny-m", "vllm:num_requests_running") == 0)
+    generated = _engine_counter(fleet, "tiny-m", "vllm:generation_tokens_total") - before
+    assert generated < LONG_TOKENS, "the engine kept generating for a client that left"
+    assert _until(lambda: _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-m") == 0)
 
 
 def test_embeddings_routed_to_named_model(client: OpenAI, fleet: LocalFleet) -> None:
@@ -169,5 +197,6 @@ def test_metrics_and_ready(gateway_url: str) -> None:
     assert httpx.get(gateway_url + "/ready").status_code == 200
     m = scrape(gateway_url)
     assert any(k.startswith("aragog_engine_healthy{") and v == 1.0 for k, v in m.items())
-    assert m["aragog_fleet_snapshot_age_seconds"] < 2.0
+    # The poller keeps the snapshot fresh (polled until so: a stalled process can read once).
+    assert _until(lambda: scrape(gateway_url)["aragog_fleet_snapshot_age_seconds"] < 2.0)
     assert any(k.startswith("aragog_tokens_total{") for k in m)

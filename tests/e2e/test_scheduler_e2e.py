@@ -113,7 +113,10 @@ async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_
         ]
         try:
             small = next(e for e in gw.poller.snapshot.engines.values() if e.ref.model == "tiny-s")
-            for _ in range(100):  # until the gateway's fleet view shows it saturated
+            # Until the gateway's fleet view shows it saturated (a generous deadline: this
+            # shared machine can stall the poller for seconds).
+            deadline = asyncio.get_running_loop().time() + 60
+            while asyncio.get_running_loop().time() < deadline:
                 small = gw.poller.snapshot.engines[small.ref.engine_id]
                 if small.scraped_load >= SMALL_MAX_SEQS:
                     break
