@@ -222,6 +222,10 @@ class SchedulerConfig(_Strict):
         default=0.5, gt=0, le=1, description="weight of the newest scrape in other clients' load"
     )
     default_saturation: int = Field(default=16, ge=1)
+    lookahead: bool = Field(
+        default=True,
+        description="credit a choice with what the request's later stages can still gain",
+    )
     capacity: dict[str, CapacityConfig] = Field(
         default={}, description="keyed by model name or engine id (the engine wins)"
     )

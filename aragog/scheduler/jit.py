@@ -192,7 +192,7 @@ class JitScheduler:
         started = time.perf_counter()
         snap = self._snapshot()
         engines = engine_slots(snap, self._others, self.ours(), self._profiles, self._cfg)
-        plan = plan_round([w.call for w in self._queue.values()], engines)
+        plan = plan_round([w.call for w in self._queue.values()], engines, self._cfg.lookahead)
         elapsed = time.perf_counter() - started
         self._apply(plan, snap)
         self.last_plan = plan

@@ -7,6 +7,14 @@ call may still use (the projection of its request's C(r) at that stage, narrowed
 models this same beam already gave the request's other calls) that has a free slot; ranked
 by forecast throughput gain, ties by flexibility (least share of C(r) given up). A call that
 fits nowhere in a beam is skipped there and never blocks the calls behind it.
+
+Lookahead: a choice also narrows C(r) for the request's stages that are not in the queue
+yet (an aggregator waits for its voters). Ranking by this round's gain alone would happily
+put a voter on the small model even when every configuration left then forces the
+aggregator onto a saturated large one. So a candidate is also credited with the best gain
+its request's open stages could still add at this round's prices (each model's best next
+slot; nothing for a model that is full): a choice that pins later stages onto a saturated
+model is charged for it, one that keeps cheap room open is not.
 """
 
 from __future__ import annotations
@@ -14,6 +22,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from operator import itemgetter
+
+import numpy as np
+import numpy.typing as npt
 
 from aragog.scheduler.tables import Mask, WorkflowTable
 
@@ -60,7 +71,7 @@ class RoundPlan:
     assignments: tuple[Assignment, ...]
     skipped: tuple[int, ...]  # call ids left queued, in queue order
     unservable: tuple[int, ...]  # skipped calls no healthy engine could ever serve
-    gain: float
+    gain: float  # forecast throughput gain of the assignments (lookahead credit excluded)
 
 
 def queue_order(calls: Sequence[QueuedCall]) -> list[QueuedCall]:
@@ -70,16 +81,82 @@ def queue_order(calls: Sequence[QueuedCall]) -> list[QueuedCall]:
     return sorted(calls, key=lambda c: (c.arrival, c.request, -c.table.depth[c.stage], c.call_id))
 
 
-# A beam is a plain tuple for speed: (gain, flex_loss, used, request, mask, slots_left,
-# trail). ``used[e]`` counts calls given to engine e so far; ``request``/``mask`` are the
-# current request and its narrowed C(r) (requests are adjacent in queue order, so only
-# the current one can still narrow); ``trail`` is a linked list (call index, engine, mask,
-# previous) of the choices made. flex_loss sums, over requests, the share of C(r) given up.
+# A beam is a plain tuple for speed: (score, flex_loss, used, request, mask, slots_left,
+# trail, future, gain). ``used[e]`` counts calls given to engine e so far;
+# ``request``/``mask`` are the current request and its narrowed C(r) (requests are adjacent
+# in queue order, so only the current one can still narrow); ``trail`` is a linked list
+# (call index, engine, mask, previous) of the choices made. flex_loss sums, over requests,
+# the share of C(r) given up. ``gain`` is the forecast throughput gain of the choices;
+# ``score`` adds each request's lookahead credit, ``future`` being the current request's.
 _Trail = tuple[int, int, Mask, "_Trail"] | None
-_Beam = tuple[float, float, tuple[int, ...], str, Mask, int, _Trail]
+_Beam = tuple[float, float, tuple[int, ...], str, Mask, int, _Trail, float, float]
 
 
-def plan_round(calls: Sequence[QueuedCall], engines: Sequence[EngineSlots]) -> RoundPlan:
+class _Lookahead:
+    """Best gain a request's open stages could still add under a narrowed C(r), at this
+    round's per-model prices; memoised, since a round sees few distinct C(r)s."""
+
+    def __init__(self, engines: Sequence[EngineSlots], enabled: bool) -> None:
+        self.enabled = enabled
+        self.price: dict[str, float] = {}
+        for e in engines:
+            if e.gains:
+                self.price[e.model] = max(self.price.get(e.model, 0.0), e.gains[0])
+        self._memo: dict[tuple[int, tuple[int, ...], Mask], float] = {}
+        self._by_stages: dict[tuple[int, tuple[int, ...]], npt.NDArray[np.float64]] = {}
+        self._table_prices: dict[int, list[npt.NDArray[np.float64]]] = {}
+
+    def open_stages(self, call: QueuedCall, queued: set[int]) -> tuple[int, ...]:
+        """The request's stages that are not in this round's queue (those get their real
+        gain in the beam) and that C(r) has not pinned to one model yet (pinned ones,
+        dispatched or fixed by the router, weigh the same in every choice)."""
+        if not self.enabled:
+            return ()
+        return tuple(
+            s
+            for s, masks in enumerate(call.table.stage_masks)
+            if s not in queued and sum(1 for m in masks if call.mask & m) > 1
+        )
+
+    def credit(self, table: WorkflowTable, stages: tuple[int, ...], mask: Mask) -> float:
+        if not stages:
+            return 0.0
+        key = (id(table), stages, mask)
+        got = self._memo.get(key)
+        if got is None:
+            values = self._values(table, stages)
+            kept = np.unpackbits(
+                np.frombuffer(mask.to_bytes(table.nbytes, "little"), dtype=np.uint8),
+                bitorder="little",
+                count=table.size,
+            ).view(bool)
+            got = self._memo[key] = float(values[kept].max())
+        return got
+
+    def _values(self, table: WorkflowTable, stages: tuple[int, ...]) -> npt.NDArray[np.float64]:
+        """Per configuration, the summed price of its models at ``stages``."""
+        key = (id(table), stages)
+        values = self._by_stages.get(key)
+        if values is None:
+            prices = self._prices(table)
+            values = self._by_stages[key] = sum(
+                (prices[s][table.model_index[:, s]] for s in stages),
+                start=np.zeros(table.size),
+            )
+        return values
+
+    def _prices(self, table: WorkflowTable) -> list[npt.NDArray[np.float64]]:
+        got = self._table_prices.get(id(table))
+        if got is None:
+            got = self._table_prices[id(table)] = [
+                np.array([self.price.get(m, 0.0) for m in models]) for models in table.stage_models
+            ]
+        return got
+
+
+def plan_round(
+    calls: Sequence[QueuedCall], engines: Sequence[EngineSlots], lookahead: bool = True
+) -> RoundPlan:
     order = queue_order(calls)
     by_model: dict[str, list[int]] = {}
     for i, e in enumerate(engines):
@@ -87,7 +164,11 @@ def plan_round(calls: Sequence[QueuedCall], engines: Sequence[EngineSlots]) -> R
             by_model.setdefault(e.model, []).append(i)
     free = tuple(e.free for e in engines)
     gains = [e.gains for e in engines]
-    beams: list[_Beam] = [(0.0, 0.0, (0,) * len(engines), "", 0, sum(free), None)]
+    ahead = _Lookahead(engines, lookahead)
+    queued: dict[str, set[int]] = {}
+    for c in order:
+        queued.setdefault(c.request, set()).add(c.stage)
+    beams: list[_Beam] = [(0.0, 0.0, (0,) * len(engines), "", 0, sum(free), None, 0.0, 0.0)]
     for ci, call in enumerate(order):
         if not any(b[5] for b in beams):
             break  # the fleet is full in every beam: the rest are skipped
@@ -102,7 +183,8 @@ def plan_round(calls: Sequence[QueuedCall], engines: Sequence[EngineSlots]) -> R
             )
             if (ids := by_model.get(model)) is not None and call.mask & smask
         ]
-        beams = _step(beams, ci, call, options, free, gains)
+        stages = ahead.open_stages(call, queued[call.request])
+        beams = _step(beams, ci, call, options, free, gains, ahead, stages)
     return _plan(order, engines, beams[0])
 
 
@@ -113,13 +195,20 @@ def _step(
     options: list[tuple[Mask, list[int]]],
     free: tuple[int, ...],
     gains: list[tuple[float, ...]],
+    ahead: _Lookahead,
+    stages: tuple[int, ...],
 ) -> list[_Beam]:
-    cmask, creq = call.mask, call.request
+    cmask, creq, table = call.mask, call.request, call.table
     whole = cmask.bit_count() or 1
-    # Candidates stay small tuples until chosen: (gain, -flex_loss, beam, engine, mask).
-    cands: list[tuple[float, float, int, int, Mask]] = []
-    for bi, (gain, flex, used, req, bmask, _, _) in enumerate(beams):
-        base = (bmask & cmask) if req == creq else cmask
+    # Candidates stay small tuples until chosen: (score, -flex_loss, beam, engine, mask,
+    # future credit, gain).
+    cands: list[tuple[float, float, int, int, Mask, float, float]] = []
+    for bi, (score, flex, used, req, bmask, _, _, fut, gain) in enumerate(beams):
+        same = req == creq
+        base = (bmask & cmask) if same else cmask
+        # The current request's credit is replaced by the narrower one; a finished
+        # request's credit stays in the score.
+        kept_score = score - fut if same else score
         kept = base.bit_count()
         extended = False
         for smask, ids in options:
@@ -135,17 +224,20 @@ def _step(
             if best < 0:
                 continue
             g = gains[best][used[best]]
-            cands.append((gain + g, -(flex + (kept - nm.bit_count()) / whole), bi, best, nm))
+            f = ahead.credit(table, stages, nm)
+            flex_loss = flex + (kept - nm.bit_count()) / whole
+            cands.append((kept_score + g + f, -flex_loss, bi, best, nm, f, gain + g))
             extended = True
         if not extended:
-            cands.append((gain, -flex, bi, -1, base))
+            f = fut if same else 0.0
+            cands.append((kept_score + f, -flex, bi, -1, base, f, gain))
     # Stable sort, descending: ties keep beam order, then the stage's model order.
     cands.sort(key=_RANK, reverse=True)
     out: list[_Beam] = []
     seen: set[tuple[tuple[int, ...], Mask]] = set()
     width = call.width
-    for gain, negflex, bi, ei, nm in cands:
-        _, _, used, _, _, left, trail = beams[bi]
+    for score, negflex, bi, ei, nm, f, gain in cands:
+        _, _, used, _, _, left, trail, _, _ = beams[bi]
         if ei >= 0:
             used = (*used[:ei], used[ei] + 1, *used[ei + 1 :])
             left -= 1
@@ -156,7 +248,7 @@ def _step(
         if state in seen:
             continue
         seen.add(state)
-        out.append((gain, -negflex, used, creq, nm, left, trail))
+        out.append((score, -negflex, used, creq, nm, left, trail, f, gain))
         if len(out) >= width:
             break
     return out
@@ -180,4 +272,4 @@ def _plan(order: list[QueuedCall], engines: Sequence[EngineSlots], best: _Beam) 
         if c.call_id not in picked and not served.intersection(c.table.allowed(c.mask, c.stage))
     ]
     assignments = tuple(picked[c.call_id] for c in order if c.call_id in picked)
-    return RoundPlan(assignments, tuple(skipped), tuple(unservable), best[0])
+    return RoundPlan(assignments, tuple(skipped), tuple(unservable), best[8])

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+import numpy as np
+
 from aragog.workflow.spec import Configuration, WorkflowSpec
 
 Mask = int
@@ -53,6 +55,16 @@ class WorkflowTable:
                 )
             )
         self.stage_masks: tuple[tuple[Mask, ...], ...] = tuple(masks)
+        # Per configuration, each stage's model as an index into stage_models (for vector
+        # arithmetic over all configurations), and a mask's size in bytes.
+        self.model_index = np.array(
+            [
+                [models.index(m) for models, m in zip(self.stage_models, c, strict=True)]
+                for c in self.configs
+            ],
+            dtype=np.intp,
+        ).reshape(self.size, len(self.stage_models))
+        self.nbytes = (self.size + 7) // 8
 
     def stage_mask(self, stage: int, model: str) -> Mask:
         models = self.stage_models[stage]

@@ -112,6 +112,7 @@ def run_point(
     min_duration: float = 0.0,
     slo: float | None = None,
     max_requests: int = 4000,
+    lookahead: bool = True,
 ) -> tuple[Point, list[RequestResult]]:
     """At least ``n`` requests and at least ``min_duration`` seconds of arrivals: a
     steady state must last long enough against the SLO for overload to show as a growing
@@ -125,7 +126,7 @@ def run_point(
         rule=wd.rule,
         cost=wd.cost,
         policy=policy_config(wd, policy, width),
-        sched=SchedulerConfig(max_queue=10**6),
+        sched=SchedulerConfig(max_queue=10**6, lookahead=lookahead),
         profiles=profiles(fleet.layout, fleet.cals),
         engine_models=engine_ids(fleet.layout),
         slo_s=slo,
@@ -200,6 +201,7 @@ def max_sustainable(
     width: int = 4,
     refine: int = 3,
     trace: Sequence[float] | None = None,
+    lookahead: bool = True,
 ) -> tuple[float, list[Point]]:
     """Highest offered rate whose run meets the SLO: double from ``start`` until a run
     fails, then bisect ``refine`` times. Returns the rate and every point run."""
@@ -207,7 +209,17 @@ def max_sustainable(
 
     def ok(rate: float) -> bool:
         p, _ = run_point(
-            wd, fleet, policy, rate, n, seed, width, trace, min_duration=MIN_SLOS * slo, slo=slo
+            wd,
+            fleet,
+            policy,
+            rate,
+            n,
+            seed,
+            width,
+            trace,
+            min_duration=MIN_SLOS * slo,
+            slo=slo,
+            lookahead=lookahead,
         )
         points.append(p)
         return p.sustained(slo)

@@ -21,9 +21,10 @@ class Job:
     gpus4: bool = False  # the 4-GPU fleet instead of 8
     trace: bool = False  # Splitwise-shaped arrivals instead of Poisson
     oracle: bool = False  # C(r) = the true viable set (router upper bound)
+    lookahead: bool = True  # the scheduler credits choices with their later stages
 
     def describe(self) -> str:
-        parts = [f"beam {self.width}"]
+        parts = [f"beam {self.width}" + ("" if self.lookahead else " without lookahead")]
         parts.append("4 GPUs" if self.gpus4 else "8 GPUs")
         parts.append("Splitwise-shaped" if self.trace else "Poisson")
         parts.append("oracle C(r)" if self.oracle else "trained C(r)")
@@ -110,7 +111,14 @@ def write_results(
         )
     abl = sorted(
         ((k, v) for k, v in maxes.items() if k != Job(k.workflow, k.policy)),
-        key=lambda kv: (kv[0].oracle, kv[0].gpus4, kv[0].trace, kv[0].workflow, kv[0].policy),
+        key=lambda kv: (
+            kv[0].oracle,
+            kv[0].gpus4,
+            kv[0].trace,
+            not kv[0].lookahead,
+            kv[0].workflow,
+            kv[0].policy,
+        ),
     )
     if abl:
         lines += [

@@ -79,7 +79,8 @@ def task_max(job: Job, slo: float, n: int, seed: int) -> tuple[float, list[Point
     if job.trace:
         trace = read_trace(DATA / "vidur" / "processed_traces" / "splitwise_conv.csv.gz")
     return max_sustainable(
-        wd, fleet, job.policy, slo, 1.0, n, seed, job.width, refine=REFINE, trace=trace
+        wd, fleet, job.policy, slo, 1.0, n, seed, job.width, refine=REFINE, trace=trace,
+        lookahead=job.lookahead,
     )
 
 

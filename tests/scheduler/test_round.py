@@ -78,6 +78,37 @@ def test_parallel_stages_of_a_request_stay_consistent_in_one_round() -> None:
     assert [a.model for a in plan.assignments] == ["small"] and plan.skipped == (1,)
 
 
+def test_lookahead_charges_a_choice_for_the_stages_it_pins() -> None:
+    """The aggregator is not queued yet. A voter on the small model would pin it to the
+    large one, whose engine is nearly saturated; on the medium model it leaves the
+    aggregator the small one. This round's gain alone prefers small; the lookahead not."""
+    t = table(
+        "vote", {"v": ["small", "medium", "large"], "agg": ["small", "medium", "large"]},
+        edges=[("v", "agg")],
+    )
+    mask = only(t, ("small", "large"), ("medium", "small"))
+    engines = [
+        slots("s0", "small", 2, 3.0), slots("m0", "medium", 2, 1.0), slots("l0", "large", 1, 0.1)
+    ]
+    ahead = plan_round([call(0, t, 0, mask)], engines)
+    assert [a.model for a in ahead.assignments] == ["medium"] and ahead.gain == 1.0
+    myopic = plan_round([call(0, t, 0, mask)], engines, lookahead=False)
+    assert [a.model for a in myopic.assignments] == ["small"]
+    # With room on the large engine pinning costs nothing, and the small model wins again.
+    roomy = [*engines[:2], slots("l0", "large", 4, 3.0)]
+    assert [a.model for a in plan_round([call(0, t, 0, mask)], roomy).assignments] == ["small"]
+
+
+def test_lookahead_ignores_stages_queued_in_the_same_round() -> None:
+    """Queued siblings get their real gain in the beam; crediting them again as future
+    would count them twice."""
+    t = table("two", {"a": ["small", "large"], "b": ["small", "large"]})
+    mask = only(t, ("small", "large"), ("large", "small"))
+    calls = [call(0, t, 0, mask, "r"), call(1, t, 1, mask, "r", arrival=0)]
+    engines = [slots("s0", "small", 1, 2.0), slots("l0", "large", 1, 1.0)]
+    assert plan_round(calls, engines).gain == plan_round(calls, engines, lookahead=False).gain
+
+
 def test_ties_go_to_flexibility() -> None:
     t = table("two", {"a": ["small", "large"], "b": ["small", "large"]})
     # choosing small at a keeps 1 of 3 configurations, large keeps 2 of 3
@@ -207,4 +238,6 @@ def test_wide_beam_is_exhaustive(case: tuple[list[QueuedCall], list[EngineSlots]
     wide = [
         QueuedCall(c.call_id, c.request, c.arrival, c.table, c.stage, c.mask, 10_000) for c in calls
     ]
-    assert plan_round(wide, engines).gain == pytest.approx(exhaustive(calls, engines))
+    assert plan_round(wide, engines, lookahead=False).gain == pytest.approx(
+        exhaustive(calls, engines)
+    )
