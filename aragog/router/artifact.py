@@ -51,6 +51,9 @@ class Artifact:
     model_cost: dict[str, float]
     config_cost: tuple[float, ...]  # expected realised FLOPs proxy per configuration
     fallback: tuple[bool, ...]  # per-workflow viable set from training data
+    # Configurations closure may add (those meeting the target on training data); None:
+    # all, as artifacts written before this field.
+    closable: tuple[bool, ...] | None = None
     info: dict[str, Any] = field(default_factory=dict)
 
     def save(self, path: str | Path) -> None:
@@ -65,6 +68,7 @@ class Artifact:
             "model_cost": self.model_cost,
             "config_cost": list(self.config_cost),
             "fallback": list(self.fallback),
+            "closable": None if self.closable is None else list(self.closable),
             "info": self.info,
         }
         with open(path, "wb") as f:
@@ -101,6 +105,7 @@ def load_artifact(path: str | Path) -> Artifact:
         model_cost={k: float(v) for k, v in meta["model_cost"].items()},
         config_cost=tuple(float(x) for x in meta["config_cost"]),
         fallback=tuple(bool(x) for x in meta["fallback"]),
+        closable=None if meta.get("closable") is None else tuple(bool(x) for x in meta["closable"]),
         info=meta.get("info", {}),
     )
 
@@ -129,6 +134,9 @@ def check_artifact(
         problems.append(
             f"{where}.scores: shape {art.scores.shape} inconsistent with {k} configurations"
         )
+    for name, flags in (("fallback", art.fallback), ("closable", art.closable)):
+        if flags is not None and len(flags) != k:
+            problems.append(f"{where}.{name}: {len(flags)} flags for {k} configurations")
     if art.mlp.w1.shape[0] != art.embedder_dim:
         problems.append(
             f"{where}.w1: input size {art.mlp.w1.shape[0]} != embedder dim {art.embedder_dim}"

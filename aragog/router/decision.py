@@ -9,7 +9,9 @@ with viable = correct(c) or not correct(c_max) (the paper's label) and gain = co
 not correct(c_max): P(viable) plus the chance c fixes an input c_max gets wrong, i.e.
 1 + P(correct c) - P(correct c_max), the expected accuracy c keeps against c_max. c is in
 C(r) iff s_c >= threshold; then monotone closure (if c is in, so is every c' whose model at
-each stage is at least as large); c_max always in.
+each stage is at least as large), except into configurations the training data shows to
+miss the accuracy target (a cascade whose two solvers are the same model never escalates:
+larger, yet less accurate); c_max always in.
 
 On skipping decisions: composing through V makes all K decisions one (classes x K) product,
 a few microseconds even at K = 243, so evaluating configurations in FLOPs order and skipping
@@ -39,9 +41,10 @@ def dominance(configs: Sequence[Configuration], cost: Mapping[str, float]) -> Bo
     return result
 
 
-def closure(viable: BoolArray, dom: BoolArray) -> BoolArray:
-    """Upward closure of each row of ``viable`` (N, K) under ``dom`` (K, K)."""
-    closed: BoolArray = (viable.astype(np.float32) @ dom.astype(np.float32)) > 0.5
+def closure(viable: BoolArray, dom: BoolArray | F32) -> BoolArray:
+    """Upward closure of each row of ``viable`` (N, K) under ``dom`` (K, K); a server passes
+    ``dom`` already as float32 so that no call converts it again."""
+    closed: BoolArray = (viable.astype(np.float32) @ dom.astype(np.float32, copy=False)) > 0.5
     return closed
 
 
@@ -60,16 +63,24 @@ def config_scores(class_proba: F32, scores: F32) -> F32:
 
 
 def decide(
-    prob: F32, threshold: float, dom: BoolArray, largest: int, base: BoolArray | None = None
+    prob: F32,
+    threshold: float,
+    dom: BoolArray | F32,
+    largest: int,
+    base: BoolArray | None = None,
+    closable: BoolArray | None = None,
 ) -> BoolArray:
     """C(r) masks, (N, K): score over threshold, or in ``base`` (the per-workflow viable
     set, so a weak text signal can only add to what the workflow allows anyway), always
-    c_max, then closure."""
+    c_max, then closure, which adds only configurations in ``closable`` (all when None)."""
     mask = prob >= threshold
     if base is not None:
         mask |= base[None, :]
     mask[:, largest] = True
-    return closure(mask, dom)
+    closed = closure(mask, dom)
+    if closable is not None:
+        closed &= mask | closable[None, :]
+    return closed
 
 
 def cheapest(mask: BoolArray, config_cost: FloatArray) -> NDArray[np.int64]:
@@ -103,13 +114,14 @@ def calibrate_threshold(
     max_loss: float,
     base: BoolArray | None = None,
     grid: int = 300,
+    closable: BoolArray | None = None,
 ) -> float:
     """Lowest threshold whose C(r) loses at most ``max_loss`` accuracy against c_max on these
     inputs (``set_loss``), scanning down from 1.5 and stopping at the first violation (so
     every threshold above the answer meets the target too)."""
     best = 1.5
     for t in np.linspace(1.5, 0.0, grid + 1):
-        mask = decide(prob, float(t), dom, largest, base)
+        mask = decide(prob, float(t), dom, largest, base, closable)
         if set_loss(mask, correct, largest, config_cost) > max_loss:
             break
         best = float(t)
@@ -144,6 +156,15 @@ def static_choice(
     return int(np.flatnonzero(ok)[np.argmin(config_cost[ok])])
 
 
+def accurate_set(correct: BoolArray, largest: int, max_loss: float) -> BoolArray:
+    """Configurations whose accuracy on these inputs meets the target (c_max always): the
+    ones monotone closure may add."""
+    acc = correct.mean(axis=0)
+    ok: BoolArray = acc >= acc[largest] - max_loss - 1e-12
+    ok[largest] = True
+    return ok
+
+
 def static_viable_set(
     correct: BoolArray, largest: int, dom: BoolArray, max_loss: float
 ) -> BoolArray:
@@ -151,8 +172,6 @@ def static_viable_set(
     configurations whose accuracy on these inputs meets the target *and* all of whose
     dominating configurations do too, so the closure cannot pull in a worse one (a cascade
     whose two solvers are the same model never escalates: larger, yet less accurate)."""
-    acc = correct.mean(axis=0)
-    ok = acc >= acc[largest] - max_loss - 1e-12
-    ok[largest] = True
+    ok = accurate_set(correct, largest, max_loss)
     result: BoolArray = ok & ~np.any(dom & ~ok[None, :], axis=1)
     return result

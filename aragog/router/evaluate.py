@@ -48,7 +48,8 @@ def evaluate(art: Artifact, prep: Prepared, seed: int = 0, progress: bool = Fals
     prob_te = decision.config_scores(art.mlp.proba(prep.x[te]), art.scores)
     correct, realised, viable = o.correct[te], o.cost[te], o.viable[te]
     n = int(te.sum())
-    mask = decision.decide(prob_te, art.threshold, dom, o.largest, np.array(art.fallback))
+    closable = None if art.closable is None else np.array(art.closable)
+    mask = decision.decide(prob_te, art.threshold, dom, o.largest, np.array(art.fallback), closable)
     share = float(mask.mean())
     rng = np.random.default_rng(seed)
 

@@ -48,6 +48,9 @@ class Router:
         )
         self._base = np.array(artifact.fallback, dtype=bool)
         self._base[self._largest] = True
+        self._closable = (
+            None if artifact.closable is None else np.array(artifact.closable, dtype=bool)
+        )
         self._fallback = frozenset(c for c, ok in zip(self._configs, self._base, strict=True) if ok)
 
     @classmethod
@@ -92,9 +95,10 @@ class Router:
         scores = decision.config_scores(
             self._art.mlp.proba(vec.astype(np.float32)), self._art.scores
         )
-        mask = (scores[0] >= self._art.threshold) | self._base
-        closed = (mask.astype(np.float32) @ self._dom) > 0.5
-        return frozenset(self._configs[i] for i in np.flatnonzero(closed))
+        closed = decision.decide(
+            scores, self._art.threshold, self._dom, self._largest, self._base, self._closable
+        )
+        return frozenset(self._configs[i] for i in np.flatnonzero(closed[0]))
 
     def _fall_back(self, reason: str, start: float) -> RouteResult:
         return RouteResult(self._fallback, True, reason, time.perf_counter() - start)

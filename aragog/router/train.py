@@ -119,8 +119,16 @@ def fit(
     prob = decision.config_scores(oof, scores)
     val_target = opts.max_loss - opts.margin
     fallback = decision.static_viable_set(o.correct[dev], o.largest, dom, val_target)
+    closable = decision.accurate_set(o.correct[dev], o.largest, val_target)
     threshold = decision.calibrate_threshold(
-        prob, o.correct[dev], dom, o.largest, config_cost, val_target, fallback
+        prob,
+        o.correct[dev],
+        dom,
+        o.largest,
+        config_cost,
+        val_target,
+        fallback,
+        closable=closable,
     )
     single = decision.calibrate_single(prob, o.correct[dev], o.largest, config_cost, val_target)
     static = decision.static_choice(o.correct[dev], o.largest, config_cost, opts.max_loss)
@@ -136,6 +144,7 @@ def fit(
         model_cost={m: float(cost[m]) for s in spec.stages for m in s.models},
         config_cost=tuple(float(c) for c in config_cost),
         fallback=tuple(bool(b) for b in fallback),
+        closable=tuple(bool(b) for b in closable),
         info={
             "source": source,
             "seed": opts.seed,

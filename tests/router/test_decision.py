@@ -53,3 +53,24 @@ def test_static_set_is_upward_safe() -> None:
     correct[:, [0, 1, 3]] = True
     s = decision.static_viable_set(correct, 3, dom, max_loss=0.0)
     assert s.tolist() == [False, True, False, True]
+
+
+def test_closure_skips_configurations_below_the_target() -> None:
+    """(s, l) predicted; closure would add (l, l) = c_max anyway, and nothing else above it.
+    From (s, s) it would add (l, s) too, unless the data shows (l, s) below the target."""
+    dom = decision.dominance(CONFIGS, COST)
+    prob = np.array([[0.9, 0.0, 0.0, 0.0]], np.float32)
+    assert decision.decide(prob, 0.5, dom, 3).tolist() == [[True, True, True, True]]
+    closable = np.array([True, True, False, True])
+    got = decision.decide(prob, 0.5, dom, 3, closable=closable)
+    assert got.tolist() == [[True, True, False, True]]
+    # A configuration the model itself predicts stays in, closable or not.
+    prob[0, 2] = 0.9
+    assert decision.decide(prob, 0.5, dom, 3, closable=closable)[0, 2]
+
+
+def test_accurate_set() -> None:
+    correct = np.zeros((10, 4), bool)
+    correct[:, [0, 1]] = True
+    correct[:9, 3] = True
+    assert decision.accurate_set(correct, 3, max_loss=0.0).tolist() == [True, True, False, True]
