@@ -88,6 +88,7 @@ class Gateway:
             clock,
         )
         self.poller.subscribe(self.scheduler.on_snapshot)
+        self.poller.on_poll_start(self.scheduler.begin_window)
         self.tables = {name: WorkflowTable(spec) for name, spec in self.workflows.items()}
         self.policies: dict[str, Policy] = {
             name: self._policy(spec, cfg.workflows.get(name, WorkflowPolicyConfig()))

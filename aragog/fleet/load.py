@@ -16,9 +16,12 @@ class InFlight:
 
     def __init__(self) -> None:
         self._counts: dict[str, int] = {}
+        self._peaks: dict[str, int] = {}
 
     def acquire(self, engine_id: str) -> None:
-        self._counts[engine_id] = self._counts.get(engine_id, 0) + 1
+        n = self._counts[engine_id] = self._counts.get(engine_id, 0) + 1
+        if n > self._peaks.get(engine_id, 0):
+            self._peaks[engine_id] = n
 
     def release(self, engine_id: str) -> None:
         left = self._counts.get(engine_id, 0) - 1
@@ -32,6 +35,14 @@ class InFlight:
 
     def view(self) -> Mapping[str, int]:
         return dict(self._counts)
+
+    def take_peaks(self) -> dict[str, int]:
+        """Per engine, the most calls in flight at once since the previous call (or since
+        creation); the window restarts at the current counts."""
+        peaks, self._peaks = self._peaks, dict(self._counts)
+        for eid, n in self._counts.items():
+            peaks[eid] = max(peaks.get(eid, 0), n)
+        return peaks
 
 
 def engine_load(state: EngineState, inflight: int) -> float:

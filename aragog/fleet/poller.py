@@ -47,6 +47,7 @@ class FleetPoller:
         self._clock = clock
         self._snapshot = initial_snapshot(self._refs, clock())
         self._listeners: list[Listener] = []
+        self._starters: list[Callable[[], None]] = []
 
     @property
     def snapshot(self) -> FleetSnapshot:
@@ -54,6 +55,10 @@ class FleetPoller:
 
     def subscribe(self, listener: Listener) -> None:
         self._listeners.append(listener)
+
+    def on_poll_start(self, callback: Callable[[], None]) -> None:
+        """``callback()`` just before each round of scrapes: what they read is no older."""
+        self._starters.append(callback)
 
     async def scrape(self, ref: EngineRef) -> ScrapeResult:
         headers = {"Authorization": f"Bearer {ref.api_key}"} if ref.api_key else None
@@ -72,6 +77,8 @@ class FleetPoller:
             return ScrapeFailure(f"parse: {err}")
 
     async def poll_once(self) -> FleetSnapshot:
+        for start in self._starters:
+            start()
         results = await asyncio.gather(*(self.scrape(r) for r in self._refs))
         by_id = {r.engine_id: res for r, res in zip(self._refs, results, strict=True)}
         self._snapshot = advance(self._snapshot, by_id, self._clock(), self._cfg.stale_after_s)

@@ -91,6 +91,7 @@ class JitScheduler:
         self._queue: dict[int, _Waiter] = {}
         self._live: dict[str, _Live] = {}
         self._held: dict[str, int] = {}  # slots handed out and not yet released
+        self._peaks: dict[str, int] = {}  # most of _held at once since the last snapshot
         self._others: dict[str, float] = {}  # other clients' load, smoothed
         self._next_id = 0
         self._pending: asyncio.Handle | None = None
@@ -101,9 +102,27 @@ class JitScheduler:
 
     # -- inputs ---------------------------------------------------------------------------
 
+    def begin_window(self) -> None:
+        """Scrapes start now (the poller calls this): count our calls from here on."""
+        self._take_peaks()
+
     def on_snapshot(self, snap: FleetSnapshot, _: Mapping[str, ScrapeResult] | None = None) -> None:
-        self._others = smooth(self._others, snap, self.ours(), self._cfg.load_smoothing)
+        # A scrape reads the engine at some moment after it started. Calls of ours that
+        # ended since then were still in its running count; subtracting only those in
+        # flight now would make them phantom load of "other clients" (seconds of it, with
+        # short calls and slow scrapes). So subtract the most we had in flight since the
+        # scrapes began (or since the previous snapshot, for a driver without a poller).
+        self._others = smooth(self._others, snap, self._take_peaks(), self._cfg.load_smoothing)
         self._kick()
+
+    def _take_peaks(self) -> dict[str, int]:
+        peaks, self._peaks = self._peaks, dict(self._held)
+        for eid, n in self._held.items():
+            peaks[eid] = max(peaks.get(eid, 0), n)
+        if self._inflight is not None:
+            for eid, n in self._inflight.take_peaks().items():
+                peaks[eid] = max(peaks.get(eid, 0), n)
+        return peaks
 
     def ours(self) -> dict[str, int]:
         """Per engine, the larger of our outstanding leases and the gateway's in-flight
@@ -209,7 +228,8 @@ class JitScheduler:
             w = self._queue.pop(a.call_id)
             self._live[w.call.request].mask = a.mask
             touched.add(w.call.request)
-            self._held[a.engine_id] = self._held.get(a.engine_id, 0) + 1
+            held = self._held[a.engine_id] = self._held.get(a.engine_id, 0) + 1
+            self._peaks[a.engine_id] = max(self._peaks.get(a.engine_id, 0), held)
             w.future.set_result(
                 Lease(a.model, snap.engines[a.engine_id].ref, w.call.request, a.call_id)
             )

@@ -53,7 +53,11 @@ class Env:
         )
         self.sched.on_snapshot(self.snap)
 
-    def set_load(self, eid: str, load: float, kv: float = 0.1) -> None:
+    def set_load(self, eid: str, load: float, kv: float = 0.1, lagging: bool = False) -> None:
+        """A new scrape, as the poller takes one: started now, unless ``lagging`` (started
+        at the previous snapshot, so it may still count calls of ours that ended since)."""
+        if not lagging:
+            self.sched.begin_window()
         model = self.fleet[eid][0]
         self.fleet[eid] = (model, load, kv)
         self.snap = snapshot(self.fleet)
@@ -127,6 +131,26 @@ async def test_own_leases_count_before_the_scrape_sees_them() -> None:
     env.sched.release(tasks[0].result())
     await settle()
     assert tasks[2].done()
+
+
+async def test_a_lagging_scrape_of_our_finished_calls_is_not_other_load() -> None:
+    """Two calls of ours run and end; the next scrape still counts them (it read the engine
+    before they ended). That must not read as other clients filling the engine."""
+    env = Env(small=0, large=4, sat=2)
+    first = [env.submit(f"r{i}", ONE.full) for i in range(2)]
+    await settle()
+    for t in first:
+        env.sched.release(t.result())
+    env.set_load("s0", 2, lagging=True)  # read while our two ran; they are gone now
+    assert env.sched._others["s0"] == 0.0
+    again = [env.submit(f"q{i}", ONE.full) for i in range(2)]
+    await settle()
+    assert all(t.done() for t in again)
+    # A scrape begun after ours ended: what it shows is someone else's.
+    for t in again:
+        env.sched.release(t.result())
+    env.set_load("s0", 2)
+    assert env.sched._others["s0"] == 2.0
 
 
 async def test_cancelled_waiter_leaves_queue_and_leaks_nothing() -> None:

@@ -67,15 +67,28 @@ async def test_poller_scrapes_concurrently_and_marks_stale() -> None:
 
     client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
     poller = FleetPoller([A, B], client, PollerConfig(), MetricNames(), clock=lambda: now[0])
-    seen = []
+    seen: list[object] = []
+    poller.on_poll_start(lambda: seen.append("start"))
     poller.subscribe(lambda snap, results: seen.append(sorted(results)))
     snap = await poller.poll_once()
     assert snap.engines["a"].healthy and snap.engines["a"].metrics == metrics(2, 5, 0.5)
     assert not snap.engines["b"].healthy and snap.engines["b"].last_error == "ConnectError"
-    assert seen == [["a", "b"]]
+    assert seen == ["start", ["a", "b"]]
     now[0] = 5.0
     page = "garbage"
     snap = await poller.poll_once()
     assert not snap.engines["a"].healthy
     assert (snap.engines["a"].last_error or "").startswith("parse:")
     assert poller.snapshot is snap
+
+
+def test_inflight_peaks_since_the_last_take() -> None:
+    inflight = InFlight()
+    for _ in range(3):
+        inflight.acquire("a")
+    inflight.release("a")
+    inflight.release("a")
+    assert inflight.take_peaks() == {"a": 3}
+    assert inflight.take_peaks() == {"a": 1}  # the window restarts at the current count
+    inflight.release("a")
+    assert inflight.take_peaks() == {"a": 1} and inflight.take_peaks() == {}
