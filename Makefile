@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both set up everything.
 PY := .venv/bin/python
 
-.PHONY: setup demo demo-sim test lint unit bench-overhead audit soak
+.PHONY: setup demo demo-sim test lint unit bench-overhead bench-live audit soak
 
 setup:
 	bash scripts/setup.sh
@@ -32,6 +32,11 @@ bench-overhead: setup
 # writes benchmarks/sim/RESULTS.md, out/*.csv and out/*.png. ~10-20 min on 2 cores.
 bench-sim: setup
 	$(PY) benchmarks/sim/run.py
+
+# The policies side by side on the real local vLLM CPU fleet (tiny models, Poisson load);
+# writes benchmarks/live/RESULTS.md and policies.png. ~8-12 min on 2 cores; LIVE_ARGS=...
+bench-live: setup
+	flock /tmp/aragog-fleet.lock $(PY) benchmarks/live_policies.py $(LIVE_ARGS)
 
 # Known-vulnerability check of .venv (allowlist: audit-allowlist.txt). Offline it says the
 # audit was not done and passes; AUDIT_STRICT=1 makes that an error.

@@ -103,6 +103,8 @@ def plan(quick: bool) -> list[Job]:
         for pol in ("aragog", "per-input")
     ]
     jobs += [Job("voting-mmlu", pol, trace=True) for pol in ("aragog", "per-input")]
+    # The scheduler's lookahead off: the ranking by this round's gain alone.
+    jobs += [Job(wf, "aragog", lookahead=False) for wf in WORKFLOWS]
     return jobs
 
 
