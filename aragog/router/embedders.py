@@ -47,17 +47,16 @@ class EmbedderError(RuntimeError):
     pass
 
 
-class HashingEmbedder:
-    """Signed hashing trick (crc32: stable across processes, unlike ``hash``)."""
+class _InProcess:
+    """An embedder computed in this process: ``embed`` runs ``embed_sync`` inline, since
+    both local embedders take well under a millisecond, less than a thread hop costs."""
 
-    def __init__(self, dim: int = 4096) -> None:
-        if dim < 64 or dim & (dim - 1):
-            raise ValueError(f"dim must be a power of two >= 64, got {dim}")
-        self._dim = dim
+    _id: str
+    _dim: int
 
     @property
     def id(self) -> str:
-        return f"hashing-v1-{self._dim}"
+        return self._id
 
     @property
     def dim(self) -> int:
@@ -65,6 +64,19 @@ class HashingEmbedder:
 
     async def embed(self, texts: Sequence[str]) -> Vectors:
         return self.embed_sync(texts)
+
+    def embed_sync(self, texts: Sequence[str]) -> Vectors:
+        raise NotImplementedError
+
+
+class HashingEmbedder(_InProcess):
+    """Signed hashing trick (crc32: stable across processes, unlike ``hash``)."""
+
+    def __init__(self, dim: int = 4096) -> None:
+        if dim < 64 or dim & (dim - 1):
+            raise ValueError(f"dim must be a power of two >= 64, got {dim}")
+        self._dim = dim
+        self._id = f"hashing-v1-{dim}"
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         out = np.zeros((len(texts), self._dim), dtype=np.float32)
@@ -94,7 +106,7 @@ class HashingEmbedder:
         row[2] = low.count("$") / max(len(low), 1) * 10
 
 
-class WordLlamaEmbedder:
+class WordLlamaEmbedder(_InProcess):
     """``wordllama`` (optional dependency) loaded from the wheel's bundled files only."""
 
     def __init__(self, config: str = "l2_supercat", dim: int = 256) -> None:
@@ -116,17 +128,6 @@ class WordLlamaEmbedder:
         self._model: Any = inference_cls(table, tokenizer_cls.from_file(str(tok)), binary=False)
         self._id = f"wordllama-{getattr(wordllama, '__version__', '?')}-{config}-{dim}"
         self._dim = dim
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    async def embed(self, texts: Sequence[str]) -> Vectors:
-        return self.embed_sync(texts)
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         v = self._model.embed(list(texts), norm=True)

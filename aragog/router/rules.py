@@ -24,6 +24,12 @@ class Outcome:
     called: tuple[bool, ...]
 
 
+def _answers_alone(model: str, answers: Mapping[str, str], correct: Mapping[str, bool]) -> bool:
+    """The final answer is ``model``'s own (an aggregator on a tie, a judge): right iff it
+    gave one and that one is correct."""
+    return bool(answers[model]) and correct[model]
+
+
 @dataclass(frozen=True)
 class VotingRule:
     """Plurality of the voters' answers (empty answers abstain).
@@ -51,8 +57,7 @@ class VotingRule:
             winner = top[0][0]
             ok = any(answers[m] == winner and correct[m] for m in answers)
         else:
-            agg = config[self.aggregator]
-            ok = bool(answers[agg]) and correct[agg]
+            ok = _answers_alone(config[self.aggregator], answers, correct)
         return Outcome(ok, (True,) * (len(self.voters) + 1))
 
 
@@ -77,8 +82,7 @@ class CascadeRule:
         a, b = (config[s] for s in self.solvers)
         if answers[a] and answers[a] == answers[b]:
             return Outcome(correct[a], (True, True, False))
-        j = config[self.judge]
-        return Outcome(bool(answers[j]) and correct[j], (True, True, True))
+        return Outcome(_answers_alone(config[self.judge], answers, correct), (True, True, True))
 
 
 Rule = VotingRule | CascadeRule
