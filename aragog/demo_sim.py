@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from aragog.api.status import StageView, StatusView, engine_view
+from aragog.api.status import StageView, StatusView, engine_view, round_view
 from aragog.config import SchedulerConfig
 from aragog.dashboard import render
 from aragog.router.builders import default_data_dir
@@ -82,7 +82,6 @@ def view(sim: Simulation, wd: WorkflowData, policy: str) -> StatusView:
                 mix[r.config[i]] = mix.get(r.config[i], 0) + 1
         stages.append({"name": stage.name, "models": list(stage.models), "mix": mix})
     lat = sorted(r.latency for r in done)
-    plan = sim.scheduler.last_plan
     return {
         "time": sim.now,
         "ready": True,
@@ -92,14 +91,7 @@ def view(sim: Simulation, wd: WorkflowData, policy: str) -> StatusView:
         "scheduler": {
             "queued": len(sim.scheduler),
             "rounds": 0,
-            "last_round": None
-            if plan is None
-            else {
-                "assigned": float(len(plan.assignments)),
-                "skipped": float(len(plan.skipped)),
-                "unservable": float(len(plan.unservable)),
-                "gain": plan.gain,
-            },
+            "last_round": round_view(sim.scheduler.last_plan),
             "skipped": 0,
             "rejected": 0,
         },

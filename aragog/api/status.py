@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from aragog.api.gateway import Gateway
 from aragog.fleet.snapshot import EngineState
+from aragog.scheduler.round import RoundPlan
 
 
 class EngineView(TypedDict):
@@ -158,22 +159,23 @@ def collect(gw: Gateway) -> StatusView:
     }
 
 
+def round_view(plan: RoundPlan | None) -> dict[str, float] | None:
+    """The last scheduling round in a few numbers (also the simulated demo's)."""
+    if plan is None:
+        return None
+    return {
+        "assigned": float(len(plan.assignments)),
+        "skipped": float(len(plan.skipped)),
+        "unservable": float(len(plan.unservable)),
+        "gain": plan.gain,
+    }
+
+
 def _scheduler(gw: Gateway, rows: Sequence[Sample]) -> SchedulerView:
-    plan = gw.scheduler.last_plan
-    last = (
-        None
-        if plan is None
-        else {
-            "assigned": float(len(plan.assignments)),
-            "skipped": float(len(plan.skipped)),
-            "unservable": float(len(plan.unservable)),
-            "gain": plan.gain,
-        }
-    )
     return {
         "queued": len(gw.scheduler),
         "rounds": int(total(rows, "aragog_scheduler_round_seconds_count")),
-        "last_round": last,
+        "last_round": round_view(gw.scheduler.last_plan),
         "skipped": int(total(rows, "aragog_scheduler_skipped_total")),
         "rejected": int(total(rows, "aragog_scheduler_rejected_total")),
     }
