@@ -33,7 +33,7 @@ from rich.console import Console
 from aragog import demo_sim
 from aragog.api.status import StatusView
 from aragog.dashboard import fetch, watch
-from aragog.localfleet import LOGS_DIR, MODELS_DIR, EngineSpec, LocalFleet, to_yaml
+from aragog.localfleet import LOGS_DIR, MODELS_DIR, EngineSpec, LocalFleet, to_yaml, wait_http
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIG = REPO / "configs" / "local.yaml"
@@ -121,18 +121,12 @@ def start_gateway(config: Path, base: str, timeout_s: float = 60.0) -> subproces
     log = (LOGS_DIR / "demo-gateway.log").open("wb")
     cmd = [sys.executable, "-m", "aragog", "serve", "--config", str(config)]
     gw = subprocess.Popen([*cmd, "--log-level", "warning"], cwd=REPO, stdout=log, stderr=log)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if gw.poll() is not None:
-            raise RuntimeError(f"gateway exited; see {log.name}")
-        try:
-            if httpx.get(base + "/ready", timeout=1.0).status_code == 200:
-                return gw
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    gw.terminate()
-    raise RuntimeError(f"gateway not ready after {timeout_s:.0f}s; see {log.name}")
+    try:
+        wait_http(base + "/ready", gw, timeout_s, Path(log.name))
+    except RuntimeError:
+        gw.terminate()
+        raise
+    return gw
 
 
 def drive(

@@ -26,7 +26,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -125,6 +125,33 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
+
+
+def wait_http(
+    url: str,
+    proc: subprocess.Popen[bytes] | None = None,
+    timeout: float = 60.0,
+    log: Path | None = None,
+    accept: Callable[[int], bool] = lambda status: status == 200,
+) -> None:
+    """Block until ``GET url`` answers with a status ``accept`` takes (any process of ours
+    we start and wait for: a gateway, a fake upstream). Raises RuntimeError, with the tail
+    of ``log``, as soon as ``proc`` exits or when ``timeout`` seconds pass."""
+
+    def tail() -> str:
+        return "" if log is None else ":\n" + log.read_text(errors="replace")[-3000:]
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{url}: the process exited ({proc.returncode}){tail()}")
+        try:
+            if accept(httpx.get(url, timeout=1.0).status_code):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url}: not up after {timeout:.0f}s{tail()}")
 
 
 def _port_in_use(port: int) -> bool:

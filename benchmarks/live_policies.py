@@ -47,6 +47,7 @@ from aragog.localfleet import (  # noqa: E402
     EngineSpec,
     LocalFleet,
     free_port,
+    wait_http,
 )
 
 POLICIES = ("aragog", "greedy", "per-input", "per-workflow", "largest")
@@ -301,20 +302,6 @@ def policy_config(fleet: LocalFleet, policy: str) -> dict[str, Any]:
     )
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/ready", timeout=1.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"gateway not ready in {timeout:.0f}s:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def gateway(config: dict[str, Any], work: Path) -> Iterator[str]:
     """``aragog serve`` in its own process, as a user runs it; yields its URL."""
@@ -330,7 +317,7 @@ def gateway(config: dict[str, Any], work: Path) -> Iterator[str]:
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc, log)
+        wait_http(url + "/ready", proc, 60.0, log)
         yield url
     finally:
         proc.terminate()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from aragog.localfleet import MODELS_DIR, EngineSpec, LocalFleet, free_port
+from aragog.localfleet import MODELS_DIR, EngineSpec, LocalFleet, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[1]
 BODY = {"model": "tiny-s", "prompt": "hello", "max_tokens": 1, "temperature": 0}
@@ -58,13 +58,7 @@ def main() -> int:
                                "--port", str(port), "--log-level", "warning"], cwd=REPO)
         try:
             gw_url = f"http://127.0.0.1:{port}"
-            for _ in range(300):
-                try:
-                    if httpx.get(gw_url + "/ready").status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.1)
+            wait_http(gw_url + "/ready", gw)
             paths = {"direct": spec.url, "aragog": gw_url}
             rows = []
             for stream in (False, True):

@@ -28,6 +28,10 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from aragog.localfleet import free_port, wait_http  # noqa: E402
+
 MSG = [{"role": "user", "content": "soak"}]
 _ENGINE_APP = """
 import sys, uvicorn
@@ -38,31 +42,11 @@ uvicorn.run(engine.app(), host="127.0.0.1", port=int(sys.argv[2]), log_level="er
 """
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
-
-
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} not up")
 
 
 def start_fakes(work: Path) -> tuple[list[subprocess.Popen[bytes]], dict[str, str]]:
@@ -74,7 +58,7 @@ def start_fakes(work: Path) -> tuple[list[subprocess.Popen[bytes]], dict[str, st
         procs.append(subprocess.Popen([sys.executable, str(script), host, str(port)]))
         urls[host] = f"http://127.0.0.1:{port}"
     for url in urls.values():
-        wait_http(url + "/metrics")
+        wait_http(url + "/metrics", accept=lambda status: status < 500)
     return procs, urls
 
 
@@ -203,7 +187,7 @@ def main() -> int:
                                "--port", str(port), "--log-level", "warning"], cwd=REPO)
         try:
             url = f"http://127.0.0.1:{port}"
-            wait_http(url + "/ready")
+            wait_http(url + "/ready", gw)
             print(f"gateway pid {gw.pid}, {args.concurrency} clients, {args.seconds:.0f}s")
             rows = asyncio.run(drive(url, args.seconds, args.concurrency, gw.pid, args.every))
         finally:

@@ -19,14 +19,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import psutil
 
 HERE = Path(__file__).resolve().parent
@@ -35,7 +33,7 @@ sys.path[:0] = [str(REPO), str(HERE)]
 
 from loadgen import Sample, build_request, closed_loop  # noqa: E402
 
-from aragog.localfleet import free_port  # noqa: E402
+from aragog.localfleet import free_port, wait_http  # noqa: E402
 
 LITELLM = REPO / ".venv-litellm" / "bin" / "litellm"
 HOST = "127.0.0.1"
@@ -52,18 +50,6 @@ class Target:
     path: str = "/v1/chat/completions"
 
 
-def wait_http(url: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
 @contextmanager
 def process(
     cmd: list[str], url: str, env: dict[str, str] | None = None, log: Path | None = None
@@ -73,7 +59,7 @@ def process(
         cmd, cwd=REPO, env={**os.environ, **(env or {})}, stdout=out, stderr=subprocess.STDOUT
     )
     try:
-        wait_http(url)
+        wait_http(url, proc, 90.0, log, accept=lambda status: status < 500)
         yield proc.pid
     finally:
         proc.terminate()

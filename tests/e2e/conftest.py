@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,14 @@ import httpx
 import pytest
 from openai import OpenAI
 
-from aragog.localfleet import MODELS_DIR, VLLM_PYTHON, EngineSpec, LocalFleet, free_port
+from aragog.localfleet import (
+    MODELS_DIR,
+    VLLM_PYTHON,
+    EngineSpec,
+    LocalFleet,
+    free_port,
+    wait_http,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 # tiny-s gets only two sequences so that a handful of calls makes it queue.
@@ -84,17 +90,7 @@ class Gateway:
         )
 
     def wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited: {Path(self.log.name).read_text()[-3000:]}")
-            try:
-                if httpx.get(self.url + "/ready", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"gateway not ready: {Path(self.log.name).read_text()[-3000:]}")
+        wait_http(self.url + "/ready", self.proc, timeout, Path(self.log.name))
 
     def stop(self) -> None:
         self.proc.terminate()

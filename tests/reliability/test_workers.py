@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,22 +13,9 @@ import httpx
 import psutil
 import pytest
 
-from aragog.localfleet import free_port
+from aragog.localfleet import free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "process exited"
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
 
 
 @pytest.fixture
@@ -40,7 +26,7 @@ def engine() -> Iterator[str]:
             "log_level='warning')")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO)
     try:
-        _wait(f"http://127.0.0.1:{port}/metrics", proc)
+        wait_http(f"http://127.0.0.1:{port}/metrics", proc)
         yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
@@ -69,7 +55,7 @@ def test_two_workers_share_request_state(engine: str, redis_url: str, tmp_path: 
                            "--log-level", "warning"], cwd=REPO)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait(base + "/ready", gw)
+        wait_http(base + "/ready", gw)
         workers = psutil.Process(gw.pid).children(recursive=True)
         assert len([p for p in workers if "python" in p.name()]) >= 2
         models: dict[str, dict[str, str]] = {}
