@@ -84,6 +84,41 @@ def task_max(job: Job, slo: float, n: int, seed: int) -> tuple[float, list[Point
     )
 
 
+def task_seed(job: Job, slo: float, n: int, seed: int) -> tuple[Job, int, float]:
+    """Max sustainable rate with the arrivals and request sampling of ``seed``; the router,
+    its train/test split and the SLO stay those of seed 0."""
+    wd, fleet = _fleet_for(job, 0)
+    rate, _ = max_sustainable(wd, fleet, job.policy, slo, 1.0, n, seed, job.width, refine=REFINE)
+    return job, seed, rate
+
+
+def seed_spread(seeds: Sequence[int], jobs: int, n: int) -> None:
+    """Aragog against per-input and per-workflow at several arrival seeds: how much of a
+    difference in the main table one seed's luck can make. Prints a markdown table."""
+    pols = ("aragog", "per-input", "per-workflow")
+    with ProcessPoolExecutor(jobs) as pool:
+        slos = dict(pool.map(task_slo, WORKFLOWS, [0] * len(WORKFLOWS)))
+        futs = [
+            pool.submit(task_seed, Job(wf, pol), slos[wf], n, s)
+            for s in seeds
+            for wf in WORKFLOWS
+            for pol in pols
+        ]
+        bar = Progress("max sustainable rate, by seed", len(futs))
+        rates: dict[tuple[str, str, int], float] = {}
+        for fut in futs:
+            job, s, rate = fut.result()
+            rates[(job.workflow, job.policy, s)] = rate
+            bar.update(1, f"{job.workflow} {job.policy} seed {s}")
+    print(f"\n| workflow | seed | {' | '.join(pols)} | aragog vs per-input | vs per-workflow |")
+    print("|---|---:|" + "---:|" * (len(pols) + 2))
+    for wf in WORKFLOWS:
+        for s in seeds:
+            a, pi, pw = (rates[(wf, p, s)] for p in pols)
+            print(f"| {wf} | {s} | {a:.2f} | {pi:.2f} | {pw:.2f} | {a / pi - 1:+.0%} | "
+                  f"{a / pw - 1:+.0%} |")
+
+
 def task_point(wf: str, policy: str, rate: float, n: int, seed: int, slo: float) -> Point:
     wd, fleet = _fleet_for(Job(wf, policy), seed)
     p, _ = run_point(wd, fleet, policy, rate, n, seed, min_duration=MIN_SLOS * slo)
@@ -113,9 +148,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="fewer requests, no ablations")
+    ap.add_argument(
+        "--seeds", type=lambda v: [int(x) for x in v.split(",")],
+        help="only the max-throughput spread of aragog / per-input / per-workflow over these "
+        "arrival seeds, e.g. 1,2,3 (prints a table)",
+    )
     args = ap.parse_args(argv)
     OUT.mkdir(parents=True, exist_ok=True)
     n = 150 if args.quick else 200
+    if args.seeds:
+        seed_spread(args.seeds, args.jobs, n)
+        return
     started = time.perf_counter()
     checks = public_checks(VIDUR)
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -150,10 +193,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     with (OUT / "max_throughput.csv").open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(
-            ["workflow", "policy", "beam_width", "gpus4", "splitwise_trace", "oracle", "max_rate"]
-        )
+            ["workflow", "policy", "beam_width", "gpus4", "splitwise_trace", "oracle",
+             "lookahead", "max_rate"]
+        )  # fmt: skip
         for j, r in maxes.items():
-            w.writerow([j.workflow, j.policy, j.width, j.gpus4, j.trace, j.oracle, f"{r:.4f}"])
+            w.writerow(
+                [j.workflow, j.policy, j.width, j.gpus4, j.trace, j.oracle, j.lookahead, f"{r:.4f}"]
+            )
     plot(sweep, OUT / "throughput_latency.png")
     plot(sweep, ROOT / "benchmarks" / "sim" / "throughput_latency.png")  # beside RESULTS.md
     wall = time.perf_counter() - started
