@@ -53,10 +53,13 @@ def load_workflow(
     artifact_dir: Path,
     seed: int = 0,
     oracle: bool = False,
+    two_models: bool = False,
 ) -> WorkflowData:
     """``oracle``: C(r) is each question's true viable set from its recorded outcomes
     (correct wherever c_max is), the router's upper bound; it reads held-out labels, so
-    it is an ablation of how much flexibility the scheduler can use, never a result."""
+    it is an ablation of how much flexibility the scheduler can use, never a result.
+    ``two_models``: the constrained configuration space, where each stage may only use its
+    cheapest or its most expensive candidate (C(r) cut to it; c_max stays)."""
     cfg = load_config(root / "configs" / "sim-h100.yaml")
     cost = {m.name: m.cost for m in cfg.fleet.models}
     spec = WorkflowSpec.model_validate(
@@ -82,6 +85,14 @@ def load_workflow(
     else:
         for i, v in zip(np.flatnonzero(test), vecs, strict=True):
             viable[int(i)] = router.decide(v[None, :])
+    if two_models:
+        ends = [{min(s.models, key=cost.__getitem__), max(s.models, key=cost.__getitem__)}
+                for s in spec.stages]  # fmt: skip
+        c_max = spec.largest(cost)
+        viable = [
+            frozenset(c for c in v if all(m in e for m, e in zip(c, ends, strict=True))) | {c_max}
+            for v in viable
+        ]
     qs = questions(labels, output_lengths(data_dir, name), viable, list(test))
     art_static = router._art.info.get("static_config")  # calibrated at training time
     configs = router._art.configurations

@@ -22,12 +22,15 @@ class Job:
     trace: bool = False  # Splitwise-shaped arrivals instead of Poisson
     oracle: bool = False  # C(r) = the true viable set (router upper bound)
     lookahead: bool = True  # the scheduler credits choices with their later stages
+    two_models: bool = False  # constrained space: each stage's cheapest or largest model
 
     def describe(self) -> str:
         parts = [f"beam {self.width}" + ("" if self.lookahead else " without lookahead")]
         parts.append("4 GPUs" if self.gpus4 else "8 GPUs")
         parts.append("Splitwise-shaped" if self.trace else "Poisson")
         parts.append("oracle C(r)" if self.oracle else "trained C(r)")
+        if self.two_models:
+            parts.append("2 models a stage")
         return ", ".join(parts)
 
 
@@ -113,6 +116,7 @@ def write_results(
         ((k, v) for k, v in maxes.items() if k != Job(k.workflow, k.policy)),
         key=lambda kv: (
             kv[0].oracle,
+            kv[0].two_models,
             kv[0].gpus4,
             kv[0].trace,
             not kv[0].lookahead,

@@ -47,22 +47,24 @@ DATA = default_data_dir()
 VIDUR = DATA / "vidur" / "profiling"
 REFINE = 2
 
-_cache: dict[tuple[str, bool], tuple[WorkflowData, Fleet, Fleet]] = {}
+_cache: dict[tuple[str, bool, bool], tuple[WorkflowData, Fleet, Fleet]] = {}
 
 
-def _setup(wf: str, seed: int, oracle: bool) -> tuple[WorkflowData, Fleet, Fleet]:
+def _setup(
+    wf: str, seed: int, oracle: bool, two_models: bool = False
+) -> tuple[WorkflowData, Fleet, Fleet]:
     """Per worker process: the workflow, Aragog's fleet and the baselines' fleet."""
-    key = (wf, oracle)
+    key = (wf, oracle, two_models)
     if key not in _cache:
         art = ROOT / "benchmarks" / "router" / "out"
-        wd = load_workflow(wf, ROOT, DATA, art, seed, oracle=oracle)
+        wd = load_workflow(wf, ROOT, DATA, art, seed, oracle=oracle, two_models=two_models)
         ours = build_fleet(wd.layout, wd, VIDUR)
         _cache[key] = (wd, ours, build_fleet(wd.baseline_layout, wd, VIDUR))
     return _cache[key]
 
 
 def _fleet_for(job: Job, seed: int) -> tuple[WorkflowData, Fleet]:
-    wd, ours, base = _setup(job.workflow, seed, job.oracle)
+    wd, ours, base = _setup(job.workflow, seed, job.oracle, job.two_models)
     if job.gpus4:
         return wd, build_fleet(four_gpu_layout(job.workflow), wd, VIDUR)
     return wd, (ours if job.policy in ("aragog", "greedy") else base)
@@ -138,6 +140,8 @@ def plan(quick: bool) -> list[Job]:
         for pol in ("aragog", "per-input")
     ]
     jobs += [Job("voting-mmlu", pol, trace=True) for pol in ("aragog", "per-input")]
+    # The constrained configuration space: each stage's cheapest or largest model only.
+    jobs += [Job(wf, pol, two_models=True) for wf in WORKFLOWS for pol in ("aragog", "per-input")]
     # The scheduler's lookahead off: the ranking by this round's gain alone.
     jobs += [Job(wf, "aragog", lookahead=False) for wf in WORKFLOWS]
     return jobs

@@ -89,3 +89,15 @@ def test_trace_arrivals_keep_the_requested_mean_rate() -> None:
     assert 500 < len(times) < 1500
     gaps = np.diff(times)
     assert gaps.std() / gaps.mean() > 0.9  # Splitwise conv gaps: CV ~1.1 (near Poisson)
+
+
+def test_two_model_space_cuts_every_set_to_the_ends(tmp_path: Path) -> None:
+    art = ROOT / "benchmarks" / "router" / "out"
+    if not (art / "cascade-gsm8k.hashing.npz").exists():
+        art = tmp_path
+    wd = load_workflow("cascade-gsm8k", ROOT, DATA, art, two_models=True)
+    ends = {"gemma-2-2b", "gemma-2-27b"}
+    c_max = wd.spec.largest(wd.cost)
+    assert all(c_max in q.viable for q in wd.questions)
+    assert all(set(c) <= ends for q in wd.questions for c in q.viable)
+    assert any(len(q.viable) > 1 for q in wd.questions)  # not only c_max left
