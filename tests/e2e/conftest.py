@@ -62,11 +62,10 @@ def fleet() -> Iterator[LocalFleet]:
 
 def gateway_config(fleet: LocalFleet, **extra: Any) -> dict[str, Any]:
     cfg = fleet.gateway_config({
-        # Four engines on two cores: a saturated engine's API server can take ~2 s to answer
-        # /metrics here, past the default scrape timeout and close to the default cutoff
-        # (0.5 s and 2 s, right for engines with their own GPUs and cores). The fault tests
-        # keep the defaults.
-        "poller": {"timeout_s": 3.0, "stale_after_s": 30.0},
+        # Four engines on two cores: a saturated engine's API server can take seconds to
+        # answer /metrics here, past the default scrape timeout and cutoff (0.5 s and 2 s,
+        # right for engines with their own GPUs and cores). The fault tests keep them.
+        "poller": {"timeout_s": 10.0, "stale_after_s": 30.0},
         "workflows_dir": str(REPO / "workflows" / "local"),
         "workflows": {"refine": {"policy": "largest"}, "voting": {"policy": "largest"}},
         **extra,

@@ -152,20 +152,24 @@ async def test_snapshot_shows_real_queueing(gateway_url: str, fleet: LocalFleet)
                     text.splitlines() if line and not line.startswith("#"))}
 
         tasks = [asyncio.create_task(stream()) for _ in range(10)]
-        seen: tuple[float, float] | None = None
+        inflight = waiting = 0.0
         try:
-            while seen is None and not all(t.done() for t in tasks):
+            while not all(t.done() for t in tasks):
                 page = await scrape_async()
-                inflight = gauge(page, "aragog_engine_inflight")
-                waiting = gauge(page, "aragog_engine_waiting")
+                inflight = max(inflight, gauge(page, "aragog_engine_inflight"))
+                waiting = max(waiting, gauge(page, "aragog_engine_waiting"))
                 if inflight > SMALL_MAX_SEQS and waiting >= 1:
-                    seen = inflight, waiting
+                    break
                 await asyncio.sleep(0.1)
+            ended = [t.exception() for t in tasks if t.done()]
         finally:
             for t in tasks:
                 t.cancel()  # the clients leave mid-stream
             await asyncio.gather(*tasks, return_exceptions=True)
-    assert seen is not None, "no scrape showed more in flight than running, and a queue"
+    # More in flight than the engine runs at once (the gateway's own count)...
+    assert inflight > SMALL_MAX_SEQS, (inflight, ended)
+    # ...and the poller saw the engine's queue.
+    assert waiting >= 1, ("the scraped snapshot never showed a waiting request", ended)
     assert _until(lambda: _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-s") == 0)
     assert _until(lambda: _engine_counter(
         fleet, "tiny-s", "vllm:num_requests_running", "vllm:num_requests_waiting") == 0)
