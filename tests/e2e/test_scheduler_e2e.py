@@ -24,7 +24,7 @@ from aragog.api.gateway import Gateway
 from aragog.cli import load_all
 from aragog.localfleet import LocalFleet, free_port
 from aragog.state import RequestState
-from tests.e2e.conftest import SMALL_MAX_SEQS, gateway_config
+from tests.e2e.conftest import LONG_TOKENS, SMALL_MAX_SEQS, gateway_config
 
 pytestmark = pytest.mark.e2e
 STAGES = ("generate", "critique", "refine")
@@ -92,11 +92,25 @@ async def run_request(client: AsyncOpenAI, gw: Gateway, rid: str) -> dict[str, s
 
 
 async def hog(url: str, stop: asyncio.Event) -> None:
-    """Another client keeping the small engine's batch full (and a queue behind it)."""
-    body = {"model": "tiny-s", "prompt": "x", "max_tokens": 400, "ignore_eos": True}
-    async with httpx.AsyncClient(timeout=120) as c:
+    """Another client keeping the small engine's batch full (and a queue behind it).
+
+    Each hog is one long stream that outlives the test's window. Short calls that finish
+    and are sent again leave moments with the engine idle: this test's event loop also runs
+    the gateway and the hogs, and on a starved machine it can take seconds to send the next
+    call, so a scrape then reads an empty engine and the scheduler rightly uses it."""
+    body = {"model": "tiny-s", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True,
+            "ignore_eos": True}
+    async with httpx.AsyncClient(timeout=300) as c:
         while not stop.is_set():
-            await c.post(url + "/v1/completions", json=body)
+            async with c.stream("POST", url + "/v1/completions", json=body) as resp:
+                async for _ in resp.aiter_raw():
+                    pass
+
+
+def _engine_load(url: str) -> float:
+    text = httpx.get(url + "/metrics", timeout=60).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")))
 
 
 async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_path: Path) -> None:
@@ -109,7 +123,7 @@ async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_
 
         stop = asyncio.Event()
         hogs = [
-            asyncio.create_task(hog(fleet.url("tiny-s"), stop)) for _ in range(2 * SMALL_MAX_SEQS)
+            asyncio.create_task(hog(fleet.url("tiny-s"), stop)) for _ in range(3 * SMALL_MAX_SEQS)
         ]
         try:
             small = next(e for e in gw.poller.snapshot.engines.values() if e.ref.model == "tiny-s")
@@ -126,8 +140,13 @@ async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_
         finally:
             stop.set()
             for t in hogs:
-                t.cancel()
+                t.cancel()  # the hogs leave mid-stream, which aborts their generations
             await asyncio.gather(*hogs, return_exceptions=True)
+            # The next tests get the small engine back idle.
+            for _ in range(300):
+                if await asyncio.to_thread(_engine_load, fleet.url("tiny-s")) == 0:
+                    break
+                await asyncio.sleep(0.2)
 
     for models in [idle, *busy]:
         assert tuple(models[s] for s in STAGES) in VIABLE  # inside C(r), always
