@@ -102,7 +102,7 @@ class _Lookahead:
         for e in engines:
             if e.gains:
                 self.price[e.model] = max(self.price.get(e.model, 0.0), e.gains[0])
-        self._memo: dict[tuple[int, tuple[int, ...], Mask], float] = {}
+        self._by_level: dict[tuple[int, tuple[int, ...]], list[tuple[float, Mask]]] = {}
         self._by_stages: dict[tuple[int, tuple[int, ...]], npt.NDArray[np.float64]] = {}
         self._table_prices: dict[int, list[npt.NDArray[np.float64]]] = {}
 
@@ -121,16 +121,21 @@ class _Lookahead:
     def credit(self, table: WorkflowTable, stages: tuple[int, ...], mask: Mask) -> float:
         if not stages:
             return 0.0
-        key = (id(table), stages, mask)
-        got = self._memo.get(key)
+        # The best level (value, configurations at that value) the mask reaches: a few
+        # big-int ANDs, where the values are few because stages share their models' prices.
+        for value, level in self._levels(table, stages):
+            if mask & level:
+                return value
+        return 0.0
+
+    def _levels(self, table: WorkflowTable, stages: tuple[int, ...]) -> list[tuple[float, Mask]]:
+        key = (id(table), stages)
+        got = self._by_level.get(key)
         if got is None:
-            values = self._values(table, stages)
-            kept = np.unpackbits(
-                np.frombuffer(mask.to_bytes(table.nbytes, "little"), dtype=np.uint8),
-                bitorder="little",
-                count=table.size,
-            ).view(bool)
-            got = self._memo[key] = float(values[kept].max())
+            levels: dict[float, Mask] = {}
+            for i, v in enumerate(self._values(table, stages).tolist()):
+                levels[v] = levels.get(v, 0) | (1 << i)
+            got = self._by_level[key] = sorted(levels.items(), reverse=True)
         return got
 
     def _values(self, table: WorkflowTable, stages: tuple[int, ...]) -> npt.NDArray[np.float64]:
@@ -200,6 +205,8 @@ def _step(
 ) -> list[_Beam]:
     cmask, creq, table = call.mask, call.request, call.table
     whole = cmask.bit_count() or 1
+    # Beams mostly share the request's narrowed C(r): look each one's credit up once.
+    credits: dict[Mask, float] = {}
     # Candidates stay small tuples until chosen: (score, -flex_loss, beam, engine, mask,
     # future credit, gain).
     cands: list[tuple[float, float, int, int, Mask, float, float]] = []
@@ -224,7 +231,9 @@ def _step(
             if best < 0:
                 continue
             g = gains[best][used[best]]
-            f = ahead.credit(table, stages, nm)
+            f = credits.get(nm, -1.0)
+            if f < 0:
+                f = credits[nm] = ahead.credit(table, stages, nm)
             flex_loss = flex + (kept - nm.bit_count()) / whole
             cands.append((kept_score + g + f, -flex_loss, bi, best, nm, f, gain + g))
             extended = True
@@ -265,11 +274,26 @@ def _plan(order: list[QueuedCall], engines: Sequence[EngineSlots], best: _Beam) 
         call, engine = order[ci], engines[ei]
         picked[call.call_id] = Assignment(call.call_id, engine.model, engine.engine_id, nm)
     served = {e.model for e in engines}
+    # Per (table, stage), the configurations some healthy engine could serve there.
+    reach: dict[tuple[int, int], Mask] = {}
+
+    def reachable(c: QueuedCall) -> Mask:
+        key = (id(c.table), c.stage)
+        got = reach.get(key)
+        if got is None:
+            got = reach[key] = sum(
+                (
+                    sm
+                    for m, sm in zip(
+                        c.table.stage_models[c.stage], c.table.stage_masks[c.stage], strict=True
+                    )
+                    if m in served
+                ),
+                start=0,
+            )
+        return got
+
     skipped = [c.call_id for c in order if c.call_id not in picked]
-    unservable = [
-        c.call_id
-        for c in order
-        if c.call_id not in picked and not served.intersection(c.table.allowed(c.mask, c.stage))
-    ]
+    unservable = [c.call_id for c in order if c.call_id not in picked and not c.mask & reachable(c)]
     assignments = tuple(picked[c.call_id] for c in order if c.call_id in picked)
     return RoundPlan(assignments, tuple(skipped), tuple(unservable), best[8])
