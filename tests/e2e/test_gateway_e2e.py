@@ -140,14 +140,23 @@ async def test_snapshot_shows_real_queueing(gateway_url: str, fleet: LocalFleet)
         return sum(v for k, v in page.items() if k.startswith(name + "{") and
                    'model="tiny-s"' in k)
 
-    async with httpx.AsyncClient(timeout=120) as c:
+    # Scrapes on fresh connections, and a failed one is a missed sample: a pooled connection
+    # idle past the gateway's keep-alive while this machine stalled the test can be closed
+    # under the next request.
+    async with (
+        httpx.AsyncClient(timeout=120) as c,
+        httpx.AsyncClient(timeout=120, limits=httpx.Limits(max_keepalive_connections=0)) as m,
+    ):
         async def stream() -> None:
             async with c.stream("POST", gateway_url + "/v1/completions", json=body) as resp:
                 async for _ in resp.aiter_raw():
                     pass
 
         async def scrape_async() -> dict[str, float]:
-            text = (await c.get(gateway_url + "/metrics")).text
+            try:
+                text = (await m.get(gateway_url + "/metrics")).text
+            except httpx.TransportError:
+                return {}
             return {k: float(v) for k, _, v in (line.rpartition(" ") for line in
                     text.splitlines() if line and not line.startswith("#"))}
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -91,20 +92,41 @@ async def run_request(client: AsyncOpenAI, gw: Gateway, rid: str) -> dict[str, s
     return models
 
 
-async def hog(url: str, stop: asyncio.Event) -> None:
-    """Another client keeping the small engine's batch full (and a queue behind it).
+# Another client keeping the small engine's batch full with a queue behind it: long calls,
+# each sent again the moment it ends. In its own process: this test's event loop also runs
+# the gateway and its poller, and hogs sharing it starved both on a loaded 2-core machine (a
+# poller that did not run for a minute, hogs that took seconds to re-send, so a scrape read
+# an idle engine and the scheduler rightly used it).
+HOGS = """
+import asyncio, sys, httpx
+async def hog(c, url):
+    body = {"model": "tiny-s", "prompt": "x", "max_tokens": int(sys.argv[3]), "ignore_eos": True}
+    while True:
+        await c.post(url + "/v1/completions", json=body)
+async def main(url, n):
+    async with httpx.AsyncClient(timeout=None) as c:
+        await asyncio.gather(*(hog(c, url) for _ in range(n)))
+asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+"""
 
-    Each hog is one long stream that outlives the test's window. Short calls that finish
-    and are sent again leave moments with the engine idle: this test's event loop also runs
-    the gateway and the hogs, and on a starved machine it can take seconds to send the next
-    call, so a scrape then reads an empty engine and the scheduler rightly uses it."""
-    body = {"model": "tiny-s", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True,
-            "ignore_eos": True}
-    async with httpx.AsyncClient(timeout=300) as c:
-        while not stop.is_set():
-            async with c.stream("POST", url + "/v1/completions", json=body) as resp:
-                async for _ in resp.aiter_raw():
-                    pass
+
+@contextlib.asynccontextmanager
+async def hogging(url: str, n: int) -> AsyncIterator[asyncio.subprocess.Process]:
+    """The hogs while inside; afterwards the small engine idle again for the next tests."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", HOGS, url, str(n), str(LONG_TOKENS)
+    )
+    try:
+        yield proc
+    finally:
+        # Its connections close with it, which aborts the generations it left.
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+        for _ in range(300):
+            if await asyncio.to_thread(_engine_load, url) == 0:
+                break
+            await asyncio.sleep(0.2)
 
 
 def _engine_load(url: str) -> float:
@@ -116,37 +138,26 @@ def _engine_load(url: str) -> float:
 async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_path: Path) -> None:
     async with (
         serving(fleet, tmp_path) as (url, gw),
-        AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client,
+        # Its connect timeout (5 s by default) runs on this process's loop, which the gateway
+        # shares: a starved machine can hold it for longer than that.
+        AsyncOpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300) as client,
     ):
         idle = await run_request(client, gw, "idle")
         assert idle == dict.fromkeys(STAGES, "tiny-s")  # free small engine: best gain
 
-        stop = asyncio.Event()
-        hogs = [
-            asyncio.create_task(hog(fleet.url("tiny-s"), stop)) for _ in range(3 * SMALL_MAX_SEQS)
-        ]
-        try:
-            small = next(e for e in gw.poller.snapshot.engines.values() if e.ref.model == "tiny-s")
+        async with hogging(fleet.url("tiny-s"), 3 * SMALL_MAX_SEQS) as hogs:
+            engines = gw.poller.snapshot.engines
+            eid = next(e for e, st in engines.items() if st.ref.model == "tiny-s")
             # Until the gateway's fleet view shows it saturated (a generous deadline: this
-            # shared machine can stall the poller for seconds).
+            # shared machine can stall processes for seconds).
             deadline = asyncio.get_running_loop().time() + 60
             while asyncio.get_running_loop().time() < deadline:
-                small = gw.poller.snapshot.engines[small.ref.engine_id]
+                small = gw.poller.snapshot.engines[eid]
                 if small.scraped_load >= SMALL_MAX_SEQS:
                     break
                 await asyncio.sleep(0.05)
-            assert small.scraped_load >= SMALL_MAX_SEQS
+            assert small.scraped_load >= SMALL_MAX_SEQS, (small, hogs.returncode)
             busy = await asyncio.gather(*(run_request(client, gw, f"busy{i}") for i in range(4)))
-        finally:
-            stop.set()
-            for t in hogs:
-                t.cancel()  # the hogs leave mid-stream, which aborts their generations
-            await asyncio.gather(*hogs, return_exceptions=True)
-            # The next tests get the small engine back idle.
-            for _ in range(300):
-                if await asyncio.to_thread(_engine_load, fleet.url("tiny-s")) == 0:
-                    break
-                await asyncio.sleep(0.2)
 
     for models in [idle, *busy]:
         assert tuple(models[s] for s in STAGES) in VIABLE  # inside C(r), always
