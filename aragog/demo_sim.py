@@ -193,18 +193,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"loading {args.workflow}: recorded answers, router C(r) per question ...")
     wd = load_workflow(args.workflow, REPO, data, REPO / "benchmarks" / "router" / "out")
     profile_dir = data / "vidur" / "profiling"
-    fleets = {
-        "ours": build_fleet(wd.layout, wd, profile_dir),
-        "baseline": build_fleet(wd.baseline_layout, wd, profile_dir),
-    }
+    fleet = build_fleet(wd.layout, wd, profile_dir)
     rng = np.random.default_rng(args.seed)
     arr = arrivals(wd.questions, poisson_times(args.rate, args.requests / args.rate, rng), rng)
     outcomes = []
     with Live(console=console, refresh_per_second=4) as live:
         for policy in SIM_POLICIES:
-            # Like benchmarks/sim: Aragog's eighth GPU runs the router; the baselines get it
-            # as an extra small-model replica instead.
-            fleet = fleets["ours" if policy in ("aragog", "greedy") else "baseline"]
             outcomes.append(run_policy(wd, fleet, policy, arr, args, live))
     console.print(summary(outcomes, wd))
     console.print(

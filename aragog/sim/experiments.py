@@ -45,8 +45,8 @@ class WorkflowData:
     cost: Mapping[str, float]
     questions: Sequence[Question]
     static: Mapping[str, str]  # the per-workflow baseline's configuration
-    layout: Sequence[Placement]  # Aragog's fleet (7 GPUs; the 8th runs the router)
-    baseline_layout: Sequence[Placement]  # baselines get the 8th GPU as a small replica
+    layout: Sequence[Placement]  # every policy's fleet: 8 serving GPUs
+    router_gpu_layout: Sequence[Placement]  # 7 serving GPUs, the 8th kept for a GPU router
 
 
 @dataclass(frozen=True)

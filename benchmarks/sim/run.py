@@ -53,21 +53,21 @@ _cache: dict[tuple[str, bool, bool], tuple[WorkflowData, Fleet, Fleet]] = {}
 def _setup(
     wf: str, seed: int, oracle: bool, two_models: bool = False
 ) -> tuple[WorkflowData, Fleet, Fleet]:
-    """Per worker process: the workflow, Aragog's fleet and the baselines' fleet."""
+    """Per worker process: the workflow, the 8-GPU fleet and the paper's router-GPU one."""
     key = (wf, oracle, two_models)
     if key not in _cache:
         art = ROOT / "benchmarks" / "router" / "out"
         wd = load_workflow(wf, ROOT, DATA, art, seed, oracle=oracle, two_models=two_models)
-        ours = build_fleet(wd.layout, wd, VIDUR)
-        _cache[key] = (wd, ours, build_fleet(wd.baseline_layout, wd, VIDUR))
+        fleet = build_fleet(wd.layout, wd, VIDUR)
+        _cache[key] = (wd, fleet, build_fleet(wd.router_gpu_layout, wd, VIDUR))
     return _cache[key]
 
 
 def _fleet_for(job: Job, seed: int) -> tuple[WorkflowData, Fleet]:
-    wd, ours, base = _setup(job.workflow, seed, job.oracle, job.two_models)
+    wd, fleet, router_gpu = _setup(job.workflow, seed, job.oracle, job.two_models)
     if job.gpus4:
         return wd, build_fleet(four_gpu_layout(job.workflow), wd, VIDUR)
-    return wd, (ours if job.policy in ("aragog", "greedy") else base)
+    return wd, (router_gpu if job.router_gpu else fleet)
 
 
 def task_slo(wf: str, seed: int) -> tuple[str, float]:
@@ -142,6 +142,8 @@ def plan(quick: bool) -> list[Job]:
     jobs += [Job("voting-mmlu", pol, trace=True) for pol in ("aragog", "per-input")]
     # The constrained configuration space: each stage's cheapest or largest model only.
     jobs += [Job(wf, pol, two_models=True) for wf in WORKFLOWS for pol in ("aragog", "per-input")]
+    # The paper's layout: Aragog on 7 serving GPUs, the 8th kept for a GPU-embedding router.
+    jobs += [Job(wf, "aragog", router_gpu=True) for wf in WORKFLOWS]
     # The scheduler's lookahead off: the ranking by this round's gain alone.
     jobs += [Job(wf, "aragog", lookahead=False) for wf in WORKFLOWS]
     return jobs
@@ -198,11 +200,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         w = csv.writer(f)
         w.writerow(
             ["workflow", "policy", "beam_width", "gpus4", "splitwise_trace", "oracle",
-             "lookahead", "max_rate"]
+             "lookahead", "two_models", "router_gpu", "max_rate"]
         )  # fmt: skip
         for j, r in maxes.items():
             w.writerow(
-                [j.workflow, j.policy, j.width, j.gpus4, j.trace, j.oracle, j.lookahead, f"{r:.4f}"]
+                [j.workflow, j.policy, j.width, j.gpus4, j.trace, j.oracle, j.lookahead,
+                 j.two_models, j.router_gpu, f"{r:.4f}"]
             )
     plot(sweep, OUT / "throughput_latency.png")
     plot(sweep, ROOT / "benchmarks" / "sim" / "throughput_latency.png")  # beside RESULTS.md
