@@ -66,6 +66,9 @@ def gateway_config(fleet: LocalFleet, **extra: Any) -> dict[str, Any]:
         # answer /metrics here, past the default scrape timeout and cutoff (0.5 s and 2 s,
         # right for engines with their own GPUs and cores). The fault tests keep them.
         "poller": {"timeout_s": 10.0, "stale_after_s": 30.0},
+        # Likewise a connect the default 2 s would call a timeout (a 504) when this machine
+        # stalls the gateway, or a gateway sharing a test's event loop, for longer.
+        "upstream": {"connect_timeout_s": 30.0},
         "workflows_dir": str(REPO / "workflows" / "local"),
         "workflows": {"refine": {"policy": "largest"}, "voting": {"policy": "largest"}},
         **extra,
