@@ -231,8 +231,8 @@ def _step(
             if best < 0:
                 continue
             g = gains[best][used[best]]
-            f = credits.get(nm, -1.0)
-            if f < 0:
+            f = credits.get(nm)
+            if f is None:
                 f = credits[nm] = ahead.credit(table, stages, nm)
             flex_loss = flex + (kept - nm.bit_count()) / whole
             cands.append((kept_score + g + f, -flex_loss, bi, best, nm, f, gain + g))

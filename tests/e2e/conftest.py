@@ -128,3 +128,8 @@ def scrape(url: str) -> dict[str, float]:
             key, _, value = line.rpartition(" ")
             out[key] = float(value)
     return out
+
+
+def engine_counter(fleet: LocalFleet, model: str, *names: str) -> float:
+    """A metric as the engine itself reports it (summed over its label sets)."""
+    return sum(v for k, v in scrape(fleet.url(model)).items() if k.startswith(names))

@@ -13,7 +13,7 @@ import pytest
 from openai import OpenAI
 
 from aragog.localfleet import LocalFleet
-from tests.e2e.conftest import LONG_TOKENS, SMALL_MAX_SEQS, scrape
+from tests.e2e.conftest import LONG_TOKENS, SMALL_MAX_SEQS, engine_counter, scrape
 
 pytestmark = pytest.mark.e2e
 MSG = [{"role": "user", "content": "Say something about queues."}]
@@ -119,13 +119,6 @@ def _until(cond: Callable[[], bool], timeout_s: float = 60.0) -> bool:
     return True
 
 
-def _engine_counter(fleet: LocalFleet, model: str, *names: str) -> float:
-    """A metric as the engine itself reports it (summed over its label sets)."""
-    text = httpx.get(fleet.url(model) + "/metrics", timeout=60).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(names))
-
-
 async def test_snapshot_shows_real_queueing(gateway_url: str, fleet: LocalFleet) -> None:
     """Ten long streams on an engine that runs two at a time: the gateway counts all of them
     in flight and its poller sees the engine's queue; when the clients leave, every slot is
@@ -180,13 +173,13 @@ async def test_snapshot_shows_real_queueing(gateway_url: str, fleet: LocalFleet)
     # ...and the poller saw the engine's queue.
     assert waiting >= 1, ("the scraped snapshot never showed a waiting request", ended)
     assert _until(lambda: _engine_gauge(gateway_url, "aragog_engine_inflight", "tiny-s") == 0)
-    assert _until(lambda: _engine_counter(
+    assert _until(lambda: engine_counter(
         fleet, "tiny-s", "vllm:num_requests_running", "vllm:num_requests_waiting") == 0)
 
 
 def _leave_mid_stream(gateway_url: str, fleet: LocalFleet) -> float:
     """Tokens the engine generated for a long stream whose client left after 3 chunks."""
-    before = _engine_counter(fleet, "tiny-m", "vllm:generation_tokens_total")
+    before = engine_counter(fleet, "tiny-m", "vllm:generation_tokens_total")
     body = {"model": "tiny-m", "prompt": "x", "max_tokens": LONG_TOKENS, "stream": True,
             "ignore_eos": True}
     with httpx.stream("POST", gateway_url + "/v1/completions", json=body, timeout=60) as resp:
@@ -194,8 +187,8 @@ def _leave_mid_stream(gateway_url: str, fleet: LocalFleet) -> float:
         for i, _ in enumerate(resp.iter_raw()):
             if i >= 3:
                 break  # leave mid-stream
-    assert _until(lambda: _engine_counter(fleet, "tiny-m", "vllm:num_requests_running") == 0)
-    return _engine_counter(fleet, "tiny-m", "vllm:generation_tokens_total") - before
+    assert _until(lambda: engine_counter(fleet, "tiny-m", "vllm:num_requests_running") == 0)
+    return engine_counter(fleet, "tiny-m", "vllm:generation_tokens_total") - before
 
 
 def test_client_disconnect_cancels_upstream(gateway_url: str, fleet: LocalFleet) -> None:

@@ -25,10 +25,11 @@ from aragog.api.gateway import Gateway
 from aragog.cli import load_all
 from aragog.localfleet import LocalFleet, free_port
 from aragog.state import RequestState
-from tests.e2e.conftest import LONG_TOKENS, SMALL_MAX_SEQS, gateway_config
+from tests.e2e.conftest import LONG_TOKENS, SMALL_MAX_SEQS, engine_counter, gateway_config
 
 pytestmark = pytest.mark.e2e
 STAGES = ("generate", "critique", "refine")
+ENGINE_LOAD = ("vllm:num_requests_running", "vllm:num_requests_waiting")
 MSG = [{"role": "user", "content": "Improve this answer."}]
 # C(r) of every test request: anything for generate, never the large model afterwards.
 VIABLE = frozenset(
@@ -115,10 +116,10 @@ asyncio.run(main(sys.argv[1], int(sys.argv[2])))
 
 
 @contextlib.asynccontextmanager
-async def hogging(url: str, n: int) -> AsyncIterator[asyncio.subprocess.Process]:
+async def hogging(fleet: LocalFleet, n: int) -> AsyncIterator[asyncio.subprocess.Process]:
     """The hogs while inside; afterwards the small engine idle again for the next tests."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", HOGS, url, str(n), str(LONG_TOKENS)
+        sys.executable, "-c", HOGS, fleet.url("tiny-s"), str(n), str(LONG_TOKENS)
     )
     try:
         yield proc
@@ -128,15 +129,9 @@ async def hogging(url: str, n: int) -> AsyncIterator[asyncio.subprocess.Process]
             proc.kill()
         await proc.wait()
         for _ in range(300):
-            if await asyncio.to_thread(_engine_load, url) == 0:
+            if await asyncio.to_thread(engine_counter, fleet, "tiny-s", *ENGINE_LOAD) == 0:
                 break
             await asyncio.sleep(0.2)
-
-
-def _engine_load(url: str) -> float:
-    text = httpx.get(url + "/metrics", timeout=60).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(("vllm:num_requests_running", "vllm:num_requests_waiting")))
 
 
 async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_path: Path) -> None:
@@ -149,7 +144,7 @@ async def test_saturated_small_engine_moves_later_stages(fleet: LocalFleet, tmp_
         idle = await run_request(client, gw, "idle")
         assert idle == dict.fromkeys(STAGES, "tiny-s")  # free small engine: best gain
 
-        async with hogging(fleet.url("tiny-s"), 3 * SMALL_MAX_SEQS) as hogs:
+        async with hogging(fleet, 3 * SMALL_MAX_SEQS) as hogs:
             engines = gw.poller.snapshot.engines
             eid = next(e for e, st in engines.items() if st.ref.model == "tiny-s")
             # Until the gateway's fleet view shows it saturated (a generous deadline: this
